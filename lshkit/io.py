@@ -1,0 +1,121 @@
+"""Atomic result files and run metadata.
+
+Every result lshkit writes goes through these helpers, so a run killed at any
+moment leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
+           "versions", "run_record"]
+
+
+@contextmanager
+def _atomic_path(path):
+    """Yield a temporary path beside ``path``; on success fsync it and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path, data: str | bytes) -> Path:
+    with _atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_json(path, obj) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_csv(path, frame) -> Path:
+    """Write a pandas DataFrame as CSV, atomically, without its index."""
+    return atomic_write(path, frame.to_csv(index=False))
+
+
+def atomic_torch_save(obj, path) -> Path:
+    import torch
+
+    with _atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def _jsonable(x):
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "__dataclass_fields__"):
+        from dataclasses import asdict
+        return asdict(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def versions() -> dict:
+    """Versions of everything that can change a result."""
+    import numpy
+    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform(),
+           "torch": torch.__version__, "numpy": numpy.__version__,
+           "cuda": torch.version.cuda, "threads": torch.get_num_threads()}
+    for pkg in ("lshkit", "optuna", "scikit-learn", "pandas", "hyperopt"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+@contextmanager
+def run_record(directory, params: dict):
+    """Record a run's parameters, versions and timings in ``directory/run.json``.
+
+    The file is written at the start (status "running") and rewritten at the end
+    with the wall time and status "done" or "failed", so a result directory always
+    says what produced it. Yields the record dict; callers may add entries.
+    """
+    record = {"params": params, "versions": versions(), "host": socket.gethostname(),
+              "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running"}
+    path = Path(directory) / "run.json"
+    write_json(path, record)
+    t0 = time.perf_counter()
+    try:
+        yield record
+        record["status"] = "done"
+    except BaseException as exc:
+        record["status"] = f"failed: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        record["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        write_json(path, record)

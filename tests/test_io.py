@@ -1,0 +1,41 @@
+import json
+
+import pandas as pd
+import pytest
+
+from lshkit.io import atomic_write, read_json, run_record, write_csv, write_json
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "result.json"
+    write_json(path, {"a": 1})
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_json(path, {"a": 2})
+    assert read_json(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left behind
+
+
+def test_csv_round_trip(tmp_path):
+    frame = pd.DataFrame({"epoch": [1, 2], "valid_ppl": [120.5, 99.25]})
+    write_csv(tmp_path / "a.csv", frame)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), frame)
+    atomic_write(tmp_path / "b.txt", b"\x00bytes")
+    assert (tmp_path / "b.txt").read_bytes() == b"\x00bytes"
+
+
+def test_run_record_says_what_produced_a_result(tmp_path):
+    with run_record(tmp_path, {"budget": "smoke"}) as rec:
+        assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
+        rec["note"] = "x"
+    done = read_json(tmp_path / "run.json")
+    assert done["status"] == "done" and done["params"] == {"budget": "smoke"} and done["note"] == "x"
+    assert done["versions"]["torch"] and done["wall_seconds"] >= 0
+    with pytest.raises(ZeroDivisionError):
+        with run_record(tmp_path, {}):
+            1 / 0
+    assert read_json(tmp_path / "run.json")["status"].startswith("failed: ZeroDivisionError")
