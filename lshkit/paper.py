@@ -75,3 +75,12 @@ LSH_LSTM_PICK = {"death_rate": 0.58, "sparse_init": "uniform"}
 
 #: Table A1 sparsity per model.
 SPARSITY = {"lstm": 0.67, "rhn": 0.53, "awd_mos": 0.55}
+
+#: The Selfish-RNN default configurations (their README's training commands), the
+#: "Selfish-RNN" rows of Table 1 and the gray curve of Fig. 3 left.
+SELFISH_RNN_DEFAULT = {
+    "lstm": {"sparse_init": "uniform", "growth": "random", "death": "magnitude",
+             "redistribution": "none", "death_rate": 0.8},
+    "rhn": {"sparse_init": "uniform", "growth": "random", "death": "magnitude",
+            "redistribution": "none", "death_rate": 0.5},
+}
