@@ -1,0 +1,303 @@
+"""The LS space: embed Lyapunov spectra and rank candidates by their distance to the reference.
+
+Paper §3.2 and Appendix B: the reference LS ``Λ̂`` and every candidate's LS history
+``Λ^i = {Λ^i_j}`` (one row per epoch so far) are embedded together,
+
+    [v̂, v^i_0, ..., v^i_-1] = embedding([Λ̂, Λ^i]),    s_i = distance(v̂, v^i_-1),
+
+and candidates are ranked by ``s_i`` (nearest first). The paper's choice is a 2-D PCA with
+the L2 distance; Appendix B (Table B2) also uses t-SNE and the raw LS with L2 and cosine.
+The authors' released code instead takes the plain L2 between the candidate's LS and the
+reference's LS *at the same epoch* (REFERENCE §2): ``embedding="same_epoch"`` here.
+
+Typical use::
+
+    space = ls_space(reference, histories, embedding="pca")   # reference [N], histories {id: [E, N]}
+    order = rank_candidates(space.distances("l2"))            # nearest first
+    space.points[cid]                                         # embedded rows, for Fig. 1B / Fig. 2
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+EMBEDDINGS = ("pca", "tsne", "raw")
+SPACES = EMBEDDINGS + ("same_epoch",)
+DISTANCES = ("l2", "cos")
+
+
+def _check_choice(kind: str, value, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+def tsne_perplexity(n_points: int) -> float:
+    """t-SNE perplexity used for ``n_points``: ``min(30, (n_points - 1) / 3)``.
+
+    scikit-learn's default 30 needs more than 30 points and t-SNE needs perplexity below the
+    number of points; a pool of a few candidates over a few epochs has far fewer, so the
+    perplexity shrinks with the point count (each point then has about a third of the
+    others as effective neighbours).
+    """
+    if n_points < 2:
+        raise ValueError(f"t-SNE needs at least 2 points, got {n_points}")
+    return min(30.0, (n_points - 1) / 3)
+
+
+class LSEmbedding(TransformerMixin, BaseEstimator):
+    """scikit-learn estimator embedding LS vectors (rows of ``X`` [n_points, N]) into the LS space.
+
+    method:
+      - ``"pca"``: PCA to ``n_components`` (the paper: 2). Full SVD, so deterministic; the
+        arbitrary sign of each component flips coordinates but leaves every distance unchanged.
+        Fitted on fewer points than ``n_components`` (or on N < ``n_components``), the
+        components beyond those the data spans are returned as zeros, so coordinates always
+        have ``n_components`` columns and distances are those of the spanned subspace.
+      - ``"tsne"``: t-SNE to ``n_components`` with perplexity :func:`tsne_perplexity` and PCA
+        initialisation. t-SNE has no map for new points: ``transform`` only returns the
+        fitted points, so the points to compare must all be in the fitted set. Use
+        ``fit_transform`` on the stacked matrix, or :func:`ls_space`, which stacks for you.
+      - ``"raw"``: the LS vector itself (``n_components`` is ignored).
+
+    ``random_state`` seeds t-SNE; PCA and raw are deterministic without it.
+    """
+
+    def __init__(self, method: str = "pca", n_components: int = 2, random_state: int = 0):
+        self.method = method
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def _validate(self, X) -> np.ndarray:
+        _check_choice("embedding method", self.method, EMBEDDINGS)
+        if not (isinstance(self.n_components, int) and self.n_components >= 1):
+            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty [n_points, N] matrix, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("X holds NaN or inf; ls_space leaves such rows out of the fit")
+        return X
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        X = self._validate(X)
+        self.n_features_in_ = X.shape[1]
+        if self.method == "raw":
+            self.embedding_ = X.copy()
+        elif self.method == "pca":
+            if X.shape[0] < 2:
+                raise ValueError("PCA needs at least 2 points")
+            k = min(self.n_components, *X.shape)
+            self.pca_ = PCA(n_components=k, svd_solver="full").fit(X)
+            self.embedding_ = self._pad(self.pca_.transform(X))
+        else:
+            self.embedding_ = self._tsne(X)
+        self.fitted_X_ = X
+        return self.embedding_
+
+    def transform(self, X) -> np.ndarray:
+        if not hasattr(self, "embedding_"):
+            raise ValueError("LSEmbedding is not fitted yet; call fit or fit_transform first")
+        X = self._validate(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} LS exponents, fitted on {self.n_features_in_}")
+        if self.method == "raw":
+            return X.copy()
+        if self.method == "pca":
+            return self._pad(self.pca_.transform(X))
+        if X.shape == self.fitted_X_.shape and np.array_equal(X, self.fitted_X_):
+            return self.embedding_.copy()
+        raise ValueError(
+            "t-SNE cannot embed new points: fit_transform the stacked matrix of every point to "
+            "compare (ls_space(...) does this)"
+        )
+
+    def _pad(self, Z: np.ndarray) -> np.ndarray:
+        out = np.zeros((Z.shape[0], self.n_components))
+        out[:, : Z.shape[1]] = Z
+        return out
+
+    def _tsne(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[0] < 2:
+            return np.zeros((X.shape[0], self.n_components))
+        # Exact gradients: an LS space holds a few hundred points at most, where exact is faster
+        # than Barnes-Hut (401 points x 3000 exponents on 2 cores: 8.6 s vs 40 s) and has no
+        # limit of 3 output dimensions.
+        tsne = TSNE(
+            n_components=self.n_components,
+            perplexity=tsne_perplexity(X.shape[0]),
+            init="pca",
+            method="exact",
+            random_state=self.random_state,
+        )
+        return tsne.fit_transform(X)
+
+
+def point_distance(p, q, kind: str = "l2") -> float:
+    """Distance between two embedded points (Appendix B).
+
+    ``l2``: ``|p - q|``. ``cos``: ``1 - p·q / (|p| |q|)``, the standard cosine distance; the
+    paper's printed formula has ``|p| + |q|`` in the denominator, a typo (it would not be
+    scale-free nor bounded). A zero vector has no direction: its cosine distance is taken as
+    1 (orthogonal). In the PCA space the origin is the mean of the fitted points, so ``cos``
+    there measures angles around that mean.
+    """
+    _check_choice("distance", kind, DISTANCES)
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if kind == "l2":
+        return float(np.linalg.norm(p - q))
+    norms = np.linalg.norm(p) * np.linalg.norm(q)
+    if norms == 0.0:
+        return 1.0
+    return float(1.0 - np.dot(p, q) / norms)
+
+
+@dataclass
+class LSSpace:
+    """Embedded LS of the reference and of every candidate's history.
+
+    ``reference``: [R, d]; R = 1 except for ``same_epoch`` with a per-epoch reference, where
+    row j is the reference at epoch j. ``points``: candidate id -> [epochs, d], one row per
+    history row; rows left out of the fit (non-finite LS) are NaN. ``distances`` compares each
+    candidate's current (last) row with the reference (row of the same epoch for a per-epoch
+    reference); a candidate whose current row is NaN is at distance +inf.
+    """
+
+    embedding: str
+    reference: np.ndarray
+    points: dict[Hashable, np.ndarray]
+
+    def reference_point(self, cid: Hashable) -> np.ndarray:
+        """The reference point candidate ``cid``'s current point is compared with."""
+        if len(self.reference) == 1:
+            return self.reference[0]
+        return self.reference[len(self.points[cid]) - 1]
+
+    def distances(self, distance: str = "l2") -> dict[Hashable, float]:
+        _check_choice("distance", distance, DISTANCES)
+        out = {}
+        for cid, rows in self.points.items():
+            current = rows[-1]
+            if np.isfinite(current).all():
+                out[cid] = point_distance(current, self.reference_point(cid), distance)
+            else:
+                out[cid] = math.inf
+        return out
+
+
+def _as_ls(cid, value, n_exponents: int) -> np.ndarray:
+    rows = np.asarray(value, dtype=np.float64)
+    if rows.ndim == 1:
+        rows = rows[None, :]
+    if rows.ndim != 2 or rows.shape[0] == 0:
+        raise ValueError(
+            f"history of candidate {cid!r} must be [epochs, N] with at least one epoch, "
+            f"got shape {np.shape(value)}"
+        )
+    if rows.shape[1] != n_exponents:
+        raise ValueError(
+            f"candidate {cid!r} has LS vectors of length {rows.shape[1]}, "
+            f"the reference has {n_exponents}"
+        )
+    return rows
+
+
+def ls_space(
+    reference,
+    histories: Mapping[Hashable, object],
+    *,
+    embedding: str = "pca",
+    n_components: int = 2,
+    random_state: int = 0,
+) -> LSSpace:
+    """Embed ``[reference; every history row]`` together (Appendix B equation).
+
+    reference: the dense reference LS [N]; for ``embedding="same_epoch"`` it may also be
+    per epoch, [epochs, N], where row j must be taken at the same epoch as row j of every
+    history. histories: candidate id -> LS history [epochs_so_far, N], the last row being
+    the current epoch. Non-finite history rows are left out of the fit (their points are NaN),
+    and so are all rows of a candidate whose current LS is non-finite, so one diverged
+    candidate never moves anyone else's coordinates.
+    """
+    _check_choice("embedding", embedding, SPACES)
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.ndim == 2 and embedding != "same_epoch":
+        raise ValueError(
+            f"a per-epoch reference [epochs, N] only applies to embedding='same_epoch'; "
+            f"for {embedding!r} pass the reference LS as one vector [N]"
+        )
+    ref = np.atleast_2d(ref)
+    if ref.ndim != 2 or ref.shape[1] == 0:
+        raise ValueError(f"reference must be [N] or [epochs, N], got shape {np.shape(reference)}")
+    if not np.isfinite(ref).all():
+        raise ValueError("the reference LS holds NaN or inf; nothing can be ranked against it")
+    n_exponents = ref.shape[1]
+    rows = {cid: _as_ls(cid, h, n_exponents) for cid, h in histories.items()}
+    if embedding == "same_epoch":
+        for cid, h in rows.items():
+            if len(ref) > 1 and len(h) > len(ref):
+                raise ValueError(
+                    f"candidate {cid!r} is at epoch {len(h)} but the per-epoch reference "
+                    f"only has {len(ref)} epochs"
+                )
+        points = {cid: np.where(np.isfinite(h).all(axis=1, keepdims=True), h, np.nan)
+                  for cid, h in rows.items()}
+        return LSSpace(embedding, ref.copy(), points)
+
+    # Rows of a candidate whose current LS is non-finite are all dropped: its history would
+    # otherwise still shape the axes everyone else is ranked on.
+    keep = {
+        cid: np.isfinite(h).all(axis=1) & bool(np.isfinite(h[-1]).all()) for cid, h in rows.items()
+    }
+    stacked = np.concatenate([ref] + [h[keep[cid]] for cid, h in rows.items()])
+    if len(stacked) == 1:  # no finite candidate: nothing to fit, everyone is at +inf
+        coords = stacked if embedding == "raw" else np.zeros((1, n_components))
+    else:
+        est = LSEmbedding(embedding, n_components=n_components, random_state=random_state)
+        coords = est.fit_transform(stacked)
+    points, start = {}, 1
+    for cid, h in rows.items():
+        out = np.full((len(h), coords.shape[1]), np.nan)
+        n_kept = int(keep[cid].sum())
+        out[keep[cid]] = coords[start : start + n_kept]
+        start += n_kept
+        points[cid] = out
+    return LSSpace(embedding, coords[:1].copy(), points)
+
+
+def ls_distances(
+    reference,
+    histories: Mapping[Hashable, object],
+    *,
+    embedding: str = "pca",
+    distance: str = "l2",
+    random_state: int = 0,
+) -> dict[Hashable, float]:
+    """Each candidate's distance between its current embedded LS and the embedded reference.
+
+    ``embedding`` in {"pca", "tsne", "raw", "same_epoch"}, ``distance`` in {"l2", "cos"}; see
+    :func:`ls_space` for the inputs. Non-finite current LS: distance +inf.
+    """
+    _check_choice("distance", distance, DISTANCES)
+    space = ls_space(reference, histories, embedding=embedding, random_state=random_state)
+    return space.distances(distance)
+
+
+def rank_candidates(distances: Mapping[Hashable, float]) -> list[Hashable]:
+    """Candidate ids nearest first; NaN counts as +inf; ties broken by id (deterministic)."""
+    def key(cid):
+        d = float(distances[cid])
+        return (math.inf if math.isnan(d) else d, cid)
+
+    return sorted(distances, key=key)

@@ -1,0 +1,224 @@
+"""The LS space (paper §3.2, Appendix B): every embedding x distance ranks constructed cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from lshkit.embedding import (
+    LSEmbedding,
+    LSSpace,
+    ls_distances,
+    ls_space,
+    point_distance,
+    rank_candidates,
+    tsne_perplexity,
+)
+
+N = 30
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _plane(seed=0):
+    """An orthonormal pair spanning a 2-D plane of the N-D LS space, and a point maker."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(N, 2)))
+
+    def at(degrees, radius):
+        t = math.radians(degrees)
+        return radius * (math.cos(t) * q[:, 0] + math.sin(t) * q[:, 1])
+
+    return at
+
+
+def line_case():
+    """Candidates on a line away from the reference: current offsets 0.5, 1, 2, 4, 8, first-epoch
+    offsets in the reverse order, so comparing the wrong row reverses the ranking."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=N)
+    u = rng.normal(size=N)
+    u /= np.linalg.norm(u)
+    offsets = [0.5, 1, 2, 4, 8]
+    histories = {
+        f"c{i}": np.stack([ref + offsets[4 - i] * u, ref + d * u]) + 0.01 * rng.normal(size=(2, N))
+        for i, d in enumerate(offsets)
+    }
+    return ref, histories, ["c0", "c1", "c2", "c3", "c4"]
+
+
+# (angle in degrees, radius): cosine order a..e, L2 order e..a (far but aligned vs near but turned).
+FAN = {"a": (15, 8.0), "b": (50, 4.0), "c": (90, 2.0), "d": (130, 1.2), "e": (170, 0.6)}
+
+
+def fan_case():
+    """Candidates in a plane through the origin; the first row mirrors the current one, which
+    keeps the fitted mean near the origin (PCA's origin) and punishes comparing the wrong row."""
+    at = _plane()
+    ref = at(0, 1.0)
+    histories = {k: np.stack([-at(deg, r), at(deg, r)]) for k, (deg, r) in FAN.items()}
+    return ref, histories
+
+
+def ring_case():
+    """Tight clusters on a ring around the origin at growing angles from the reference."""
+    at = _plane()
+    rng = np.random.default_rng(0)
+    ref = at(0, 1.0)
+    ring = {"a": 25, "b": -60, "c": 100, "d": -140, "e": 175}
+    histories = {k: np.stack([at(deg + 4 * (j - 2), 1.0) for j in range(3)])
+                 + 0.003 * rng.normal(size=(3, N)) for k, deg in ring.items()}
+    return ref, histories, ["a", "b", "c", "d", "e"]
+
+
+# t-SNE keeps neighbourhoods, not far distances: for it only the nearest three are asserted
+# in the L2 cases (the far ones may swap), the full order in the angular one.
+CASES = [
+    ("pca", "l2", "line", 5), ("raw", "l2", "line", 5), ("tsne", "l2", "line", 3),
+    ("pca", "l2", "fan", 5), ("raw", "l2", "fan", 5), ("tsne", "l2", "ring", 3),
+    ("pca", "cos", "fan", 5), ("raw", "cos", "fan", 5), ("tsne", "cos", "ring", 5),
+]
+
+
+@pytest.mark.parametrize("embedding,dist,case,n_checked", CASES)
+def test_every_embedding_and_distance_ranks_constructed_case(embedding, dist, case, n_checked):
+    if case == "line":
+        ref, histories, expected = line_case()
+    elif case == "ring":
+        ref, histories, expected = ring_case()
+    else:
+        ref, histories = fan_case()
+        expected = ["a", "b", "c", "d", "e"] if dist == "cos" else ["e", "d", "c", "b", "a"]
+    order = rank_candidates(ls_distances(ref, histories, embedding=embedding, distance=dist))
+    assert order[:n_checked] == expected[:n_checked]
+    assert sorted(order) == sorted(expected)
+
+
+def test_pca_distances_equal_direct_svd_projection():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=N)
+    histories = {i: rng.normal(size=(i + 1, N)) for i in range(6)}
+    space = ls_space(ref, histories, embedding="pca")
+    X = np.concatenate([ref[None]] + list(histories.values()))
+    mean = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    project = lambda v: (v - mean) @ vt[:2].T  # noqa: E731
+    r = project(ref)
+    for cid, h in histories.items():
+        c = project(h[-1])
+        # PCA's component signs are arbitrary; distances must not see them.
+        assert space.distances("l2")[cid] == pytest.approx(np.linalg.norm(c - r), rel=1e-9)
+        cos = 1 - c @ r / (np.linalg.norm(c) * np.linalg.norm(r))
+        assert space.distances("cos")[cid] == pytest.approx(cos, rel=1e-9, abs=1e-12)
+        assert np.allclose(np.abs(space.points[cid]), np.abs(project(h)))
+
+
+def test_cosine_is_the_standard_formula_not_the_printed_typo():
+    p, q = np.array([3.0, 4.0]), np.array([4.0, 3.0])
+    assert point_distance(p, q, "cos") == pytest.approx(1 - 24 / 25)
+    assert point_distance(p, 10 * q, "cos") == pytest.approx(1 - 24 / 25)  # scale-free
+    assert point_distance(p, -p, "cos") == pytest.approx(2.0)
+    assert point_distance(p, q, "l2") == pytest.approx(math.sqrt(2))
+    assert point_distance(p, np.zeros(2), "cos") == 1.0
+
+
+def test_same_epoch_compares_rows_of_the_same_epoch():
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(4, N))  # the dense run's LS after each of 4 epochs
+    histories = {"early": rng.normal(size=(2, N)), "late": rng.normal(size=(4, N))}
+    d = ls_distances(ref, histories, embedding="same_epoch")
+    assert d["early"] == pytest.approx(np.linalg.norm(histories["early"][1] - ref[1]))
+    assert d["late"] == pytest.approx(np.linalg.norm(histories["late"][3] - ref[3]))
+    c = ls_distances(ref, histories, embedding="same_epoch", distance="cos")
+    h = histories["early"][1]
+    assert c["early"] == pytest.approx(1 - h @ ref[1] / (np.linalg.norm(h) * np.linalg.norm(ref[1])))
+    # one reference vector: every candidate is compared with it, as with the raw LS
+    assert ls_distances(ref[-1], histories, embedding="same_epoch") == pytest.approx(
+        ls_distances(ref[-1], histories, embedding="raw"))
+    with pytest.raises(ValueError, match="epoch 5 but the per-epoch reference only has 4"):
+        ls_distances(ref, {"x": rng.normal(size=(5, N))}, embedding="same_epoch")
+    with pytest.raises(ValueError, match="only applies to embedding='same_epoch'"):
+        ls_distances(ref, histories, embedding="pca")
+
+
+@pytest.mark.parametrize("embedding", ["pca", "raw", "tsne", "same_epoch"])
+def test_non_finite_candidate_is_last_and_leaves_the_others_unchanged(embedding):
+    ref, histories, expected = line_case()
+    broken = dict(histories, broken=histories["c0"].copy())
+    broken["broken"][-1, 3] = np.nan
+    healed = dict(histories, healed=histories["c0"].copy())
+    healed["healed"][0, :] = np.inf  # an earlier epoch diverged, the current one is fine
+    d_clean = ls_distances(ref, histories, embedding=embedding)
+    d_broken = ls_distances(ref, broken, embedding=embedding)
+    assert d_broken["broken"] == math.inf
+    assert rank_candidates(d_broken) == expected + ["broken"]
+    assert {k: d_broken[k] for k in d_clean} == pytest.approx(d_clean)  # its rows left out of the fit
+    space = ls_space(ref, healed, embedding=embedding)
+    assert np.isnan(space.points["healed"][0]).all()
+    assert np.isfinite(space.distances()["healed"])
+    alone = ls_space(ref, {"broken": broken["broken"]}, embedding=embedding)  # nothing to fit
+    assert alone.distances() == {"broken": math.inf}
+
+
+def test_bad_inputs_raise_before_compute():
+    ref, histories, _ = line_case()
+    with pytest.raises(ValueError, match="candidate 'short' has LS vectors of length 29, the reference has 30"):
+        ls_distances(ref, dict(histories, short=np.zeros((2, N - 1))))
+    with pytest.raises(ValueError, match="unknown embedding 'umap'; valid: 'pca', 'tsne', 'raw', 'same_epoch'"):
+        ls_distances(ref, histories, embedding="umap")
+    with pytest.raises(ValueError, match="unknown distance 'l1'; valid: 'l2', 'cos'"):
+        ls_distances(ref, histories, distance="l1")
+    with pytest.raises(ValueError, match="reference LS holds NaN"):
+        ls_distances(np.full(N, np.nan), histories)
+    with pytest.raises(ValueError, match="at least one epoch"):
+        ls_distances(ref, {"empty": np.zeros((0, N))})
+    with pytest.raises(ValueError, match="unknown embedding method 'ica'"):
+        LSEmbedding("ica").fit(np.zeros((3, N)))
+
+
+def test_deterministic_and_coordinates_for_plots():
+    ref, histories, _ = line_case()
+    for embedding in ("pca", "tsne"):
+        a = ls_space(ref, histories, embedding=embedding, random_state=3)
+        b = ls_space(ref, histories, embedding=embedding, random_state=3)
+        assert isinstance(a, LSSpace) and a.reference.shape == (1, 2)
+        for cid in histories:
+            assert a.points[cid].shape == (2, 2)
+            np.testing.assert_array_equal(a.points[cid], b.points[cid])
+
+
+def test_sklearn_estimator_contract():
+    X = np.random.default_rng(4).normal(size=(7, N))
+    est = LSEmbedding("tsne", n_components=3, random_state=5)
+    twin = clone(est)
+    assert twin.get_params() == {"method": "tsne", "n_components": 3, "random_state": 5}
+    Z = est.fit_transform(X)
+    assert Z.shape == (7, 3)
+    np.testing.assert_array_equal(est.transform(X), Z)  # the fitted points themselves
+    with pytest.raises(ValueError, match="t-SNE cannot embed new points"):
+        est.transform(X[:3])
+    assert not hasattr(clone(est), "embedding_")
+    pca = LSEmbedding("pca").fit(X)
+    new = np.random.default_rng(5).normal(size=(2, N))
+    mean = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    np.testing.assert_allclose(np.abs(pca.transform(new)), np.abs((new - mean) @ vt[:2].T), atol=1e-10)
+    np.testing.assert_array_equal(LSEmbedding("raw").fit_transform(X), X)
+    # fewer points than components: the missing components are zeros
+    assert np.all(LSEmbedding("pca", n_components=3).fit_transform(X[:2])[:, 2] == 0)
+
+
+def test_tsne_perplexity_follows_point_count():
+    assert tsne_perplexity(16) == 5.0
+    assert tsne_perplexity(401) == 30.0
+    assert tsne_perplexity(2) == pytest.approx(1 / 3)
+    Z = LSEmbedding("tsne").fit_transform(np.random.default_rng(6).normal(size=(3, N)))
+    assert Z.shape == (3, 2) and np.isfinite(Z).all()
+
+
+def test_rank_candidates_ties_by_id_and_nan_last():
+    assert rank_candidates({3: 1.0, 1: 1.0, 2: 0.5, 0: float("nan"), 4: math.inf}) == [2, 1, 3, 0, 4]
