@@ -105,6 +105,24 @@ def load_corpus(name: str, root: str | os.PathLike | None = None, *, download: b
     return _fresh(_load_files(name, found))
 
 
+def load_available(*names: str, root: str | os.PathLike | None = None, seed: int = 0) -> Corpus:
+    """The first corpus of ``names`` whose files are found, or downloaded where a network
+    exists. ``"smoke"`` is always available, so ``load_available("ptb", "smoke")`` runs
+    anywhere; ``corpus.name`` and ``corpus.source`` say which one was used."""
+    if not names:
+        raise ValueError(f"name at least one corpus; valid: {', '.join(CORPORA)}")
+    for name in names:
+        if name not in CORPORA:
+            raise ValueError(f"unknown corpus {name!r}; valid: {', '.join(CORPORA)}")
+    misses = []
+    for name in names:
+        try:
+            return load_corpus(name, root, seed=seed)
+        except FileNotFoundError as err:
+            misses.append(str(err))
+    raise FileNotFoundError("no corpus could be loaded:\n" + "\n".join(misses))
+
+
 def batchify(data: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Cut a 1-D token stream into ``batch_size`` parallel streams, one per column: ``[L, B]``.
 

@@ -350,3 +350,15 @@ def test_get_batch_shift_and_short_last_batch():
 def test_bad_batching_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_load_available_falls_back_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "REPO_DATA", tmp_path / "repo-data")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "nothing-here"))
+    monkeypatch.setattr(data, "_fetch_url", lambda url: (_ for _ in ()).throw(OSError("offline")))
+    corpus = data.load_available("ptb", "smoke", seed=3)
+    assert corpus.name == "smoke" and corpus.source == "generated"
+    with pytest.raises(FileNotFoundError, match="ptb"):
+        data.load_available("ptb")
+    with pytest.raises(ValueError, match="valid"):
+        data.load_available("ptb", "imagenet")
