@@ -97,25 +97,32 @@ def versions() -> dict:
     return out
 
 
-@contextmanager
-def run_record(directory, params: dict):
+class run_record(dict):
     """Record a run's parameters, versions and timings in ``directory/run.json``.
 
-    The file is written at the start (status "running") and rewritten at the end
-    with the wall time and status "done" or "failed", so a result directory always
-    says what produced it. Yields the record dict; callers may add entries.
+    The file is written at once (status "running") and rewritten by :meth:`finish` with
+    the wall time and status "done" or "failed: ...", so a result directory always says
+    what produced it. Use it as a context manager, or, in a notebook whose run spans
+    cells, create it in one cell and call ``finish()`` in the last. Entries added to the
+    record (it is a dict) are written too.
     """
-    record = {"params": params, "versions": versions(), "host": socket.gethostname(),
-              "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running"}
-    path = Path(directory) / "run.json"
-    write_json(path, record)
-    t0 = time.perf_counter()
-    try:
-        yield record
-        record["status"] = "done"
-    except BaseException as exc:
-        record["status"] = f"failed: {type(exc).__name__}: {exc}"
-        raise
-    finally:
-        record["wall_seconds"] = round(time.perf_counter() - t0, 3)
-        write_json(path, record)
+
+    def __init__(self, directory, params: dict):
+        super().__init__(params=params, versions=versions(), host=socket.gethostname(), argv=sys.argv,
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="running")
+        self.path = Path(directory) / "run.json"
+        self._t0 = time.perf_counter()
+        write_json(self.path, dict(self))
+
+    def finish(self, status: str = "done") -> "run_record":
+        self["status"] = status
+        self["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
+        write_json(self.path, dict(self))
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        self.finish("done" if kind is None else f"failed: {kind.__name__}: {exc}")
+        return False

@@ -1,0 +1,297 @@
+"""What every experiment notebook calls (issue 5, "Every notebook"): parameter validation,
+the paper-beside-ours table with its one-sentence verdict, figures, and result files.
+
+A notebook is: a ``parameters`` cell, then ``p = validate("table2", extras=...,
+**notebook_parameters(globals()))`` so a mistyped papermill ``-p`` name fails instead of
+being ignored (papermill only warns, REFERENCE §8), then lshkit calls, ``save_results``,
+plots through ``style``/``save_figure``, and ``comparison``/``verdict`` against ``lshkit.paper``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import pandas as pd
+
+from .checks import check_choice, check_number
+from .io import atomic_write, read_json, write_csv, write_json
+
+__all__ = ["BUDGETS", "SCALES", "NotebookParams", "project_path", "validate", "notebook_parameters", "each_of",
+           "quiet", "comparison", "verdict", "style", "save_figure", "save_results", "load_results"]
+
+BUDGETS = ("smoke", "low", "moderate", "high")
+SCALES = ("auto", "cpu", "paper")
+DEFAULTS = {"budget": "smoke", "scale": "auto", "seed": 0, "device": "auto", "storage": None,
+            "results_dir": "results", "progress": None}
+#: Agreement tolerance (perplexity) where the paper gives no CI: the paper's own Table 2
+#: repeats spread by 0.1 to 3.0 (95% CI half-widths), so 1.0 is a middling run-to-run noise.
+TOLERANCE = 1.0
+_SCALE_REASONS = {
+    "smoke": "they come from the smoke budget (a generated corpus and tiny models), while the "
+             "paper's come from PTB or WikiText-2 at Table A1 scale",
+    "cpu": "they come from the cpu scale (the real data, with smaller models and shorter training "
+           "than Table A1), while the paper's come from the full Table A1 models",
+}
+
+
+@dataclass(frozen=True)
+class NotebookParams:
+    """Validated notebook parameters; experiment-specific ones are in ``extras`` and readable
+    as attributes (``p.repeats``)."""
+    experiment: str
+    budget: str
+    scale: str             # as requested
+    effective_scale: str   # "smoke" under budget="smoke"; "auto" resolved by the device
+    seed: int
+    device: str            # resolved: "cpu", "cuda" or "cuda:N"
+    storage: str | None
+    results_dir: str
+    progress: bool         # resolved: None meant ``not quiet()``
+    run_dir: Path
+    extras: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        extras = self.__dict__.get("extras", {})
+        if name in extras:
+            return extras[name]
+        raise AttributeError(f"{type(self).__name__} has no parameter {name!r}")
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage: the one given, else ``sqlite:///<results_dir>/study.db``."""
+        from .storage import default_storage_url
+        return self.storage or default_storage_url(self.results_dir)
+
+    @property
+    def paper_scale(self) -> bool:
+        return self.effective_scale == "paper"
+
+    @property
+    def scale_reason(self) -> str:
+        """Why these numbers cannot be set against the paper's ("" at paper scale)."""
+        return _SCALE_REASONS.get(self.effective_scale, "")
+
+
+def project_path(path) -> Path:
+    """``path`` as given when absolute; a relative one resolves against the lshkit checkout
+    (the folder holding ``lshkit/`` and ``notebooks/``) when there is one, else the working
+    directory. nbval runs a notebook in its own folder and papermill in the caller's, so
+    without this ``results/`` and ``figures/`` would land in different places."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    root = Path(__file__).resolve().parent.parent
+    return (root / path) if (root / "notebooks").is_dir() else path.resolve()
+
+
+def _resolve_device(device) -> str:
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        return "cuda" if n else "cpu"
+    valid = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n)] if n else [])
+    if device not in valid:
+        why = (" (CUDA is not available here)" if not n and isinstance(device, str)
+               and re.fullmatch(r"cuda(:\d+)?", device) else "")
+        raise ValueError(f"device={device!r} is not valid{why}; choose one of {valid}")
+    return device
+
+
+def each_of(valid):
+    """A check for a non-empty list whose items are all among ``valid`` (e.g. ``samplers``)."""
+    def check(name, values):
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"{name}={values!r} is not valid; it must be a non-empty list "
+                             f"of items from {list(valid)}")
+        for i, v in enumerate(values):
+            check_choice(f"{name}[{i}]", v, valid)
+    return check
+
+
+def validate(experiment: str, *, extras: dict | None = None, **params) -> NotebookParams:
+    """Check every parameter before anything runs; a bad one raises ValueError naming it,
+    its value and the valid values.
+
+    ``params`` are the common ones (see ``DEFAULTS``) plus one per name in ``extras``, a dict
+    ``name -> check`` where ``check`` is a collection of valid values or a callable
+    ``check(name, value)`` raising ValueError (``lshkit.checks.check_positive_int``, ``each_of``).
+    The run directory is ``<results_dir>/<experiment>/<budget>-<effective_scale>-seed<seed>``.
+    """
+    extras = dict(extras or {})
+    if not isinstance(experiment, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", experiment):
+        raise ValueError(f"experiment={experiment!r} is not valid; it must be a name such as 'table2'")
+    if set(extras) & set(DEFAULTS):
+        raise ValueError(f"extras {sorted(set(extras) & set(DEFAULTS))} clash with the common parameters")
+    known = list(DEFAULTS) + list(extras)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {experiment}; the known parameters are {known}")
+    missing = [name for name in extras if name not in params]
+    if missing:
+        raise ValueError(f"parameter(s) {missing} of {experiment} were not given")
+    p = {**DEFAULTS, **params}
+    check_choice("budget", p["budget"], BUDGETS)
+    check_choice("scale", p["scale"], SCALES)
+    if isinstance(p["seed"], bool) or not isinstance(p["seed"], int) or p["seed"] < 0:
+        raise ValueError(f"seed={p['seed']!r} is not valid; it must be a non-negative integer")
+    device = _resolve_device(p["device"])
+    if p["storage"] is not None:
+        from .storage import storage_kind
+        storage_kind(p["storage"])  # a bad URL fails now, naming the valid forms
+    if not isinstance(p["results_dir"], (str, os.PathLike)) or not str(p["results_dir"]):
+        raise ValueError(f"results_dir={p['results_dir']!r} is not valid; it must be a directory path")
+    if p["progress"] is not None and not isinstance(p["progress"], bool):
+        raise ValueError(f"progress={p['progress']!r} is not valid; choose one of [None, True, False]")
+    for name, check in extras.items():
+        if callable(check):
+            check(name, params[name])
+        else:
+            check_choice(name, params[name], check)
+
+    if p["budget"] == "smoke":
+        effective = "smoke"
+    elif p["scale"] == "auto":
+        effective = "paper" if device.startswith("cuda") else "cpu"
+    else:
+        effective = p["scale"]
+    results_dir = str(project_path(p["results_dir"]))
+    run_dir = Path(results_dir) / experiment / f"{p['budget']}-{effective}-seed{p['seed']}"
+    progress = not quiet() if p["progress"] is None else p["progress"]
+    return NotebookParams(experiment, p["budget"], p["scale"], effective, p["seed"], device,
+                          p["storage"], results_dir, progress, run_dir, {n: params[n] for n in extras})
+
+
+_IPYTHON_NAMES = {"In", "Out"}
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
+
+
+def notebook_parameters(namespace: dict) -> dict:
+    """The plain-data globals of a notebook: its ``parameters`` cell and papermill's injected
+    cell, provided this is called before any other cell defines data (IPython's own names
+    are skipped: underscored ones, ``In``/``Out``, and everything callable or a module)."""
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PLAIN)}
+
+
+def quiet() -> bool:
+    """True where progress bars must stay off: under CI (the ``CI`` variable every CI service
+    sets) or pytest. nbval's kernels inherit ``PYTEST_VERSION`` and ``PYTEST_CURRENT_TEST``
+    from the pytest process that starts them (checked with nbval 0.11, pytest 9)."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or "PYTEST_VERSION" in os.environ or "PYTEST_CURRENT_TEST" in os.environ
+
+
+def comparison(rows, *, comparable: bool, reason: str = "", tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """Ours beside the paper's: ``rows`` of ``(label, ours, paper[, paper_ci])``.
+
+    Columns label, ours, paper, paper_ci, difference (ours - paper); when ``comparable``
+    also tolerance and agrees: ``|difference| <= tolerance``, the tolerance being the
+    paper's 95% CI half-width where it gives one above 0 (a deterministic method's 0 says
+    nothing about another implementation's noise), else ``tolerance``. A missing ``ours``
+    (None) never agrees. ``reason`` (required when not comparable) completes
+    "cannot be compared because ..." in :func:`verdict`.
+    """
+    if not isinstance(comparable, bool):
+        raise ValueError(f"comparable={comparable!r} is not valid; choose one of [True, False]")
+    check_number("tolerance", tolerance, low=0, low_open=True)
+    if not comparable and not (isinstance(reason, str) and reason.strip()):
+        raise ValueError("comparison(comparable=False) needs a reason saying why the numbers differ in kind")
+    records = []
+    for row in rows:
+        if not isinstance(row, (tuple, list)) or len(row) not in (3, 4):
+            raise ValueError(f"row {row!r} is not valid; it must be (label, ours, paper) or "
+                             "(label, ours, paper, paper_ci)")
+        label, ours, paper, ci = (*row, None)[:4]
+        records.append((label, float("nan") if ours is None else float(ours), float(paper),
+                        float("nan") if ci is None else float(ci)))
+    if not records:
+        raise ValueError("comparison needs at least one row")
+    frame = pd.DataFrame(records, columns=["label", "ours", "paper", "paper_ci"])
+    frame["difference"] = frame["ours"] - frame["paper"]
+    if comparable:
+        frame["tolerance"] = frame["paper_ci"].where(frame["paper_ci"] > 0, tolerance)
+        # The epsilon keeps a difference printed as exactly the tolerance from failing on rounding.
+        frame["agrees"] = frame["difference"].abs() <= frame["tolerance"] + 1e-9
+    frame.attrs.update(comparable=comparable, reason=reason.strip(), tolerance=tolerance)
+    return frame
+
+
+def _join(labels) -> str:
+    labels = [str(x) for x in labels]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | None = None) -> str:
+    """One plain sentence on ``table`` (from :func:`comparison`): why it cannot be compared,
+    or how many numbers agree, which do not, and whether the paper's ``claim`` ``holds``
+    in ours (a bool the caller computes from our numbers)."""
+    if "comparable" not in table.attrs:
+        raise ValueError("verdict needs the frame comparison() returns")
+    if (claim is None) != (holds is None):
+        raise ValueError("give both claim (the paper's claim, a phrase) and holds (whether it holds in ours)")
+    if not table.attrs["comparable"]:
+        sentence = (f"These numbers cannot be compared with the paper's because {table.attrs['reason']}; "
+                    "the table shows them side by side only for orientation")
+        if claim is not None:
+            sentence += (f"; at this scale the paper's claim that {claim} "
+                         f"{'holds' if holds else 'does not hold'} in ours")
+        return sentence + "."
+    n, disagree = len(table), table.loc[~table["agrees"], "label"].tolist()
+    count = f"All {n}" if not disagree else f"{n - len(disagree)} of {n}"
+    sentence = (f"{count} numbers agree with the paper's (within its 95% CI half-width, or "
+                f"±{table.attrs['tolerance']:g} where it gives none)")
+    if disagree:
+        sentence += f"; {_join(disagree)} {'does' if len(disagree) == 1 else 'do'} not"
+    if claim is not None:
+        sentence += f"; the paper's claim that {claim} {'holds' if holds else 'does not hold'} in ours"
+    return sentence + "."
+
+
+def style() -> None:
+    """The look of every notebook's figures; sets no backend, so it is safe under Agg."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    mpl.rcParams.update({"figure.figsize": (6.4, 4.0), "savefig.dpi": 150,
+                         "svg.hashsalt": "lshkit"})  # fixed SVG ids: same figure, same file
+
+
+def save_figure(fig, name: str, figures_dir="figures") -> Path:
+    """Write ``fig`` (a Figure, Axes or seaborn grid) to ``<figures_dir>/<name>.png`` at 150 dpi,
+    atomically and without the version stamp, so the same figure gives the same bytes."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"name={name!r} is not valid; it must be a file name such as 'table2'")
+    buffer = BytesIO()
+    fig.figure.savefig(buffer, format="png", dpi=150, metadata={"Software": None})
+    return atomic_write(project_path(figures_dir) / (name if name.endswith(".png") else f"{name}.png"),
+                        buffer.getvalue())
+
+
+def save_results(run_dir, **results) -> list[Path]:
+    """Write each DataFrame to ``<run_dir>/<name>.csv`` and each dict to ``<name>.json``,
+    atomically. ``run`` is reserved for :func:`lshkit.io.run_record`'s ``run.json``."""
+    for name, value in results.items():
+        if name == "run":
+            raise ValueError("the result name 'run' is reserved for run.json (lshkit.io.run_record)")
+        if not isinstance(value, (pd.DataFrame, dict)):
+            raise ValueError(f"{name}: a {type(value).__name__} cannot be saved; give a DataFrame or a dict")
+    return [write_csv(Path(run_dir) / f"{name}.csv", value) if isinstance(value, pd.DataFrame)
+            else write_json(Path(run_dir) / f"{name}.json", value) for name, value in results.items()]
+
+
+def load_results(run_dir) -> dict:
+    """Every ``*.csv`` (as a DataFrame) and ``*.json`` (as a dict) in ``run_dir``, by name."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no results at {run_dir}: run the notebook with these parameters first")
+    out = {}
+    for path in sorted(run_dir.glob("[!.]*.csv")) + sorted(run_dir.glob("[!.]*.json")):
+        if path.stem in out:
+            raise ValueError(f"{run_dir} holds both {path.stem}.csv and {path.stem}.json")
+        out[path.stem] = pd.read_csv(path) if path.suffix == ".csv" else read_json(path)
+    return out

@@ -1,0 +1,586 @@
+"""Training and evaluation of the kit's language models, dense or dynamically sparse.
+
+The loop follows the authors' stacked-LSTM training (PyTorch word_language_model /
+awd-lstm-lm lineage): fixed-length BPTT windows over a batchified stream, the
+hidden state carried across windows and detached, gradient-norm clipping, then
+SNT-ASGD (REFERENCE §4) with evaluation on the averaged weights once averaging
+has started. With a :class:`~lshkit.dst.SparseConfig` the masks are re-applied
+after every optimiser step and the topology is updated once per epoch (or every
+N steps), the death rate following the schedule over ``TrainConfig.epochs``.
+
+Unlike the authors' code, everything is seeded *before* the model and its masks
+are built (REFERENCE §2), and a run can be checkpointed after any epoch and
+resumed so that the resumed run equals the uninterrupted one bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lshkit import models
+from lshkit.data import batchify, get_batch, n_batches
+from lshkit.dst import DynamicSparsity, SNTASGD, SparseConfig
+
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "build_model", "train_step", "perplexity",
+           "seed_everything", "MODELS", "DATASETS", "SCALES"]
+
+MODELS = ("lstm", "rhn", "gru", "rnn")
+DATASETS = ("ptb", "wikitext2", "smoke")
+SCALES = ("smoke", "cpu", "paper")
+SPLITS = ("train", "valid", "test")
+CHECKPOINT_FORMAT = 1
+
+
+def _choice(field: str, value, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"TrainConfig.{field} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+
+
+def _positive_int(field: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"TrainConfig.{field} must be an integer >= 1; got {value!r}")
+
+
+def _number(field: str, value, *, low: float, strict: bool) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > low if strict else value >= low))
+    if not ok:
+        raise ValueError(f"TrainConfig.{field} must be a finite number {'>' if strict else '>='} {low}; "
+                         f"got {value!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run except the sparsity (that is
+    :class:`~lshkit.dst.SparseConfig`). Field names follow paper Table A1.
+
+    ``dropouts`` is Table A1's tuple (word-level, embedding, hidden, output);
+    ``depth``/``coupled`` only apply to the RHN, ``num_layers`` only to the
+    LSTM/GRU/RNN (the RHN is one layer of recurrence depth ``depth``).
+    ``nonmono`` is SNT-ASGD's non-monotone interval; ``eval_batch_size`` the
+    batch size of validation/test evaluation. The defaults are the ``smoke``
+    preset of the stacked LSTM.
+    """
+
+    model: str = "lstm"
+    dataset: str = "smoke"
+    emb_size: int = 128
+    hidden_size: int = 64
+    num_layers: int = 2
+    depth: int = 1
+    dropouts: tuple[float, float, float, float] = (0.0, 0.1, 0.1, 0.1)
+    tied: bool = False
+    coupled: bool = False
+    lr: float = 10.0
+    weight_decay: float = 1.2e-6
+    nonmono: int = 5
+    batch_size: int = 10
+    eval_batch_size: int = 10
+    bptt: int = 35
+    epochs: int = 6
+    clip: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.dropouts, list):
+            self.dropouts = tuple(self.dropouts)
+        _choice("model", self.model, MODELS)
+        _choice("dataset", self.dataset, DATASETS)
+        for field in ("emb_size", "hidden_size", "num_layers", "depth", "nonmono",
+                      "batch_size", "eval_batch_size", "bptt", "epochs"):
+            _positive_int(field, getattr(self, field))
+        if (not isinstance(self.dropouts, tuple) or len(self.dropouts) != 4
+                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1
+                           for p in self.dropouts)):
+            raise ValueError("TrainConfig.dropouts must be four probabilities in [0, 1) "
+                             f"(word, embedding, hidden, output); got {self.dropouts!r}")
+        self.dropouts = tuple(float(p) for p in self.dropouts)
+        for field in ("tied", "coupled"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"TrainConfig.{field} must be True or False; got {getattr(self, field)!r}")
+        _number("lr", self.lr, low=0, strict=True)
+        _number("weight_decay", self.weight_decay, low=0, strict=False)
+        _number("clip", self.clip, low=0, strict=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an integer >= 0; got {self.seed!r}")
+        if self.model == "rhn":
+            if self.num_layers != 1:
+                raise ValueError("TrainConfig.num_layers must be 1 for model 'rhn' (its recurrence "
+                                 f"depth is TrainConfig.depth); got {self.num_layers!r}")
+        else:
+            if self.coupled:
+                raise ValueError(f"TrainConfig.coupled applies only to model 'rhn'; got coupled=True "
+                                 f"with model {self.model!r}")
+            if self.depth != 1:
+                raise ValueError(f"TrainConfig.depth applies only to model 'rhn' (use num_layers); "
+                                 f"got depth={self.depth!r} with model {self.model!r}")
+        if self.tied and self.emb_size != self.hidden_size:
+            raise ValueError(f"TrainConfig.tied needs emb_size == hidden_size; got "
+                             f"{self.emb_size} and {self.hidden_size}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["dropouts"] = list(self.dropouts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {names}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (validated like any new config)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, scale: str, model: str = "lstm") -> "TrainConfig":
+        """The kit's presets.
+
+        ``paper`` is Table A1 (PTB): the stacked LSTM 2×1500 (emb 1500, lr 40,
+        bptt 35, batch 20, 100 epochs, clip 0.25) and the RHN 830, depth 10
+        (lr 15, 500 epochs, tied, coupled, dropouts (0.2, 0.65, 0.25, 0.62)).
+        Table A1 lists the stacked LSTM's dropout as (0, 0, 0.65, 0), but the
+        authors' stacked LSTM (PyTorch word_language_model lineage) applies its
+        single dropout 0.65 to the embedding output, between the layers and to
+        the top output, so this preset uses (0, 0.65, 0.65, 0.65). The paper has
+        no GRU or vanilla-RNN model, so ``paper`` exists for "lstm" and "rhn" only.
+
+        ``smoke`` trains a tiny model on the generated smoke corpus in seconds
+        per epoch; ``cpu`` is the largest stacked LSTM whose PTB epoch takes a
+        few minutes on 2 CPU cores (the README lists the measured times), the
+        other kinds scaled alike.
+        """
+        if scale not in SCALES:
+            raise ValueError(f"preset scale must be one of {', '.join(map(repr, SCALES))}; got {scale!r}")
+        _choice("model", model, MODELS)
+        if (scale, model) not in _PRESETS:
+            valid = [m for s, m in _PRESETS if s == scale]
+            raise ValueError(f"no {scale!r} preset for model {model!r} (paper Table A1 has no such "
+                             f"model); {scale!r} presets exist for {valid}")
+        return cls(model=model, **_PRESETS[scale, model])
+
+
+_TABLE_A1 = dict(dataset="ptb", lr=40.0, weight_decay=1.2e-6, nonmono=5, batch_size=20,
+                 eval_batch_size=10, bptt=35, clip=0.25)
+
+_PRESETS = {
+    ("paper", "lstm"): dict(_TABLE_A1, emb_size=1500, hidden_size=1500, num_layers=2,
+                            dropouts=(0.0, 0.65, 0.65, 0.65), epochs=100),
+    ("paper", "rhn"): dict(_TABLE_A1, lr=15.0, emb_size=830, hidden_size=830, num_layers=1, depth=10,
+                           dropouts=(0.2, 0.65, 0.25, 0.62), tied=True, coupled=True, epochs=500),
+    ("cpu", "lstm"): dict(_TABLE_A1, emb_size=256, hidden_size=256, num_layers=2,
+                          dropouts=(0.0, 0.3, 0.3, 0.3), epochs=40),
+    ("cpu", "gru"): dict(_TABLE_A1, emb_size=256, hidden_size=256, num_layers=2,
+                         dropouts=(0.0, 0.3, 0.3, 0.3), epochs=40),
+    ("cpu", "rnn"): dict(_TABLE_A1, lr=5.0, emb_size=256, hidden_size=256, num_layers=2,
+                         dropouts=(0.0, 0.3, 0.3, 0.3), epochs=40),
+    ("cpu", "rhn"): dict(_TABLE_A1, lr=15.0, emb_size=256, hidden_size=256, num_layers=1, depth=3,
+                         dropouts=(0.1, 0.3, 0.1, 0.3), tied=True, coupled=True, epochs=40),
+    ("smoke", "lstm"): dict(dataset="smoke", emb_size=128, hidden_size=64, num_layers=2,
+                            dropouts=(0.0, 0.1, 0.1, 0.1), lr=10.0, batch_size=10, bptt=35, epochs=6),
+    ("smoke", "gru"): dict(dataset="smoke", emb_size=128, hidden_size=64, num_layers=2,
+                           dropouts=(0.0, 0.1, 0.1, 0.1), lr=10.0, batch_size=10, bptt=35, epochs=6),
+    ("smoke", "rnn"): dict(dataset="smoke", emb_size=128, hidden_size=64, num_layers=2,
+                           dropouts=(0.0, 0.1, 0.1, 0.1), lr=5.0, batch_size=10, bptt=35, epochs=6),
+    ("smoke", "rhn"): dict(dataset="smoke", emb_size=64, hidden_size=64, num_layers=1, depth=3,
+                           dropouts=(0.0, 0.1, 0.1, 0.1), tied=True, coupled=True, lr=10.0,
+                           batch_size=10, bptt=35, epochs=6),
+}
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> torch.nn.Module:
+    """The model ``cfg`` describes, via :func:`lshkit.models.build_model` (unseeded: the
+    :class:`Trainer` seeds first)."""
+    kwargs = dict(emb_size=cfg.emb_size, hidden_size=cfg.hidden_size,
+                  dropouts=cfg.dropouts, tie_weights=cfg.tied)
+    if cfg.model == "rhn":
+        kwargs.update(depth=cfg.depth, coupled=cfg.coupled)
+    else:
+        kwargs.update(num_layers=cfg.num_layers)
+    return models.build_model(cfg.model, vocab_size, **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and every CUDA device) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy in nats), inf where it overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def train_step(model, optimizer, x, y, state, clip: float, sparsity=None):
+    """One optimiser step on the BPTT window ``x -> y`` ([T, B] each) from ``state``
+    (detached here, so no gradient flows into earlier windows): forward, mean
+    cross-entropy, backward, clip the gradient norm to ``clip``, step, re-apply
+    the masks so pruned weights stay exactly 0.
+
+    The norm is clipped over the full gradients, pruned positions included, as the
+    authors' training does (clip before Selfish-RNN's masked step). Returns
+    ``(loss, grad_norm, state)`` with the first two as floats; when either is not
+    finite the weights are left untouched and the caller decides what to do.
+    """
+    logits, state = model(x, state.detach())
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    # One host sync per step serves both the divergence check and the running loss.
+    loss_value, norm_value = torch.stack([loss.detach(), grad_norm.to(loss.dtype)]).tolist()
+    if math.isfinite(loss_value) and math.isfinite(norm_value):
+        optimizer.step()
+        if sparsity is not None:
+            sparsity.apply_masks()
+    return loss_value, norm_value, state
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss or gradient; ``record`` is the failed
+    history entry (``failed=True``, ``reason``)."""
+
+    def __init__(self, reason: str, record: dict):
+        super().__init__(reason)
+        self.reason = reason
+        self.record = record
+
+
+def _cuda_live() -> bool:
+    # Touching CUDA generators would start CUDA in a CPU-only run; before CUDA starts,
+    # torch.manual_seed's CUDA seeding is still pending and applies when it does.
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if _cuda_live():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and _cuda_live():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _auto_progress() -> bool:
+    # Quiet under CI (nbval compares stderr); on in a terminal or a live Jupyter kernel.
+    if os.environ.get("CI"):
+        return False
+    if sys.stderr is not None and sys.stderr.isatty():
+        return True
+    return "ipykernel" in sys.modules
+
+
+def _atomic_save(obj, path: Path) -> None:
+    # A crash mid-write must never leave a truncated checkpoint where a good one was.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class Trainer:
+    """Train one language model, dense or with dynamic sparse training.
+
+    Seeds its random streams (Python, NumPy, torch CPU and CUDA) with ``cfg.seed``
+    *before* building the model (on the CPU, so the initial weights do not depend
+    on ``device``; the authors seeded after, REFERENCE §2), moves it to ``device``,
+    and builds the masks (``DynamicSparsity`` seeded with ``cfg.seed``) and the
+    SNT-ASGD optimiser (``cfg.lr``, ``cfg.weight_decay``, ``cfg.nonmono``). The
+    streams are the trainer's own: they are swapped into the global generators
+    only while it builds or trains (callbacks included), so trainers interleaved
+    with each other or with other work run exactly as they would alone, and a
+    checkpoint carries them. The death-rate schedule spans ``cfg.epochs`` epochs: one
+    update at the end of every epoch but the last (``update_every=None``), or one
+    every N optimiser steps.
+
+    ``progress``: a tqdm bar per epoch; None chooses: off when the environment
+    variable CI is set, else on in a terminal or a Jupyter kernel. Notebooks
+    checked by nbval pass ``progress=False`` (nbval compares stderr).
+    """
+
+    def __init__(self, cfg: TrainConfig, corpus, sparse: SparseConfig | None = None, *,
+                 device="cpu", progress: bool | None = None):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+        if sparse is not None and not isinstance(sparse, SparseConfig):
+            raise TypeError(f"sparse must be a SparseConfig or None; got {type(sparse).__name__}")
+        if sparse is not None and sparse.growth == "momentum":
+            raise ValueError("SparseConfig.growth='momentum' needs an optimiser with momentum, and "
+                             "SNT-ASGD has none; use growth 'random' or 'gradient'")
+        if corpus.name != cfg.dataset:
+            raise ValueError(f"corpus {corpus.name!r} does not match TrainConfig.dataset {cfg.dataset!r}")
+        self.cfg, self.sparse, self.corpus = cfg, sparse, corpus
+        self.device = torch.device(device)
+        self.progress = _auto_progress() if progress is None else bool(progress)
+
+        self.train_data = batchify(corpus.train, cfg.batch_size).to(self.device)
+        self.valid_data = batchify(corpus.valid, cfg.eval_batch_size).to(self.device)
+        self.test_data = batchify(corpus.test, cfg.eval_batch_size).to(self.device)
+        for split, data in zip(SPLITS, (self.train_data, self.valid_data, self.test_data)):
+            if data.size(0) < cfg.bptt + 1:
+                raise ValueError(f"the {split} split of {corpus.name!r} batchified is {data.size(0)} rows, "
+                                 f"too short for bptt={cfg.bptt}")
+        self.steps_per_epoch = n_batches(self.train_data, cfg.bptt)
+
+        outer = _rng_state()
+        seed_everything(cfg.seed)
+        self._rng = _rng_state()
+        _set_rng_state(outer)
+        with self._own_rng():
+            self.model = build_model(cfg, len(corpus.vocab)).to(self.device)
+            self.optimizer = SNTASGD(self.model.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay, nonmono=cfg.nonmono)
+            self.sparsity = None
+            if sparse is not None:
+                if sparse.update_every is None:
+                    total_updates = max(cfg.epochs - 1, 1)
+                else:
+                    total_updates = max(self.steps_per_epoch * cfg.epochs // sparse.update_every, 1)
+                self.sparsity = DynamicSparsity(self.model, sparse, total_updates=total_updates,
+                                                seed=cfg.seed)
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------- training
+    @contextlib.contextmanager
+    def _own_rng(self):
+        """Run with this trainer's own Python/NumPy/torch random streams in the global
+        generators and give the caller's back afterwards, so that interleaving trainers
+        (as the search does) or other work changes no run."""
+        outer = _rng_state()
+        _set_rng_state(self._rng)
+        try:
+            yield
+        finally:
+            self._rng = _rng_state()
+            _set_rng_state(outer)
+
+    def _diverged(self, record: dict, reason: str):
+        record.update(failed=True, reason=reason)
+        self.history.append(record)
+        raise TrainingDiverged(reason, record)
+
+    def train_epoch(self, callbacks=()) -> dict:
+        """One epoch: train over the training split, evaluate on the validation split,
+        feed SNT-ASGD's non-monotone trigger, append the record to ``history``, run
+        ``callbacks`` (each ``cb(trainer, record)``), then prune and regrow.
+
+        Callbacks run before this epoch's topology update, on the raw weights:
+        :meth:`evaluate` inside one reproduces ``record["valid_loss"]``, and
+        ``with trainer.optimizer.averaged():`` puts the evaluated weights in place
+        (a no-op before SNT-ASGD's trigger; not to be nested, so not around
+        :meth:`evaluate`). The search computes the LS there after every epoch
+        (REFERENCE §1, step 3).
+
+        The record: ``epoch``, ``train_loss`` (mean over the epoch's windows, by
+        token), ``valid_loss``, ``valid_ppl``, ``lr``, ``density``, ``death_rate``
+        (of the next prune/regrow cycle; None when dense), ``averaging`` (whether
+        this epoch's evaluation used averaged weights), ``train_seconds``,
+        ``eval_seconds``, ``tokens_per_second`` (training). Raises
+        :class:`TrainingDiverged` on a non-finite loss or gradient.
+        """
+        with self._own_rng():
+            return self._train_epoch(callbacks)
+
+    def _train_epoch(self, callbacks) -> dict:
+        cfg, model = self.cfg, self.model
+        record = {"epoch": self.epoch + 1}
+        model.train()
+        state = model.init_state(cfg.batch_size)
+        total_loss, tokens = 0.0, 0
+        start = time.perf_counter()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}", unit="batch",
+                   leave=False, disable=not self.progress)
+        with bar:
+            for n, i in enumerate(range(0, self.train_data.size(0) - 1, cfg.bptt), start=1):
+                x, y = get_batch(self.train_data, i, cfg.bptt)
+                loss, grad_norm, state = train_step(model, self.optimizer, x, y, state, cfg.clip, self.sparsity)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                    what = "loss" if not math.isfinite(loss) else "gradient norm"
+                    record.update(train_loss=loss, train_seconds=time.perf_counter() - start)
+                    self._diverged(record, f"non-finite training {what} ({loss if what == 'loss' else grad_norm}) "
+                                           f"at step {n} of epoch {self.epoch + 1}")
+                self.step += 1
+                if self.sparsity is not None and self.sparsity.due(self.step):
+                    self.sparsity.prune_and_regrow(self.optimizer)
+                total_loss += loss * y.numel()
+                tokens += y.numel()
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        train_seconds = time.perf_counter() - start
+
+        averaging = self.optimizer.averaging
+        start = time.perf_counter()
+        valid_loss = self.evaluate("valid")
+        eval_seconds = time.perf_counter() - start
+        record.update(
+            train_loss=total_loss / tokens, valid_loss=valid_loss, valid_ppl=perplexity(valid_loss),
+            lr=self.optimizer.param_groups[0]["lr"],
+            density=1.0 if self.sparsity is None else self.sparsity.density(),
+            death_rate=None if self.sparsity is None else self.sparsity.death_rate,
+            averaging=averaging, train_seconds=train_seconds, eval_seconds=eval_seconds,
+            tokens_per_second=tokens / train_seconds)
+        if not math.isfinite(valid_loss):
+            self._diverged(record, f"non-finite validation loss after epoch {self.epoch + 1}")
+        self.optimizer.observe(valid_loss)
+        self.epoch += 1
+        self.history.append(record)
+        for cb in callbacks:
+            cb(self, record)
+        if (self.sparsity is not None and self.sparse.update_every is None
+                and self.epoch < cfg.epochs):
+            self.sparsity.prune_and_regrow(self.optimizer)
+        return record
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "valid") -> float:
+        """Mean cross-entropy per token (nats) on ``split`` ∈ {train, valid, test},
+        in eval mode, with the averaged weights while SNT-ASGD averages. The
+        validation/test streams use ``cfg.eval_batch_size``; perplexity = exp(loss)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
+        data = {"train": self.train_data, "valid": self.valid_data, "test": self.test_data}[split]
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        try:
+            with self.optimizer.averaged():
+                state = self.model.init_state(data.size(1))
+                for i in range(0, data.size(0) - 1, self.cfg.bptt):
+                    x, y = get_batch(data, i, self.cfg.bptt)
+                    logits, state = self.model(x, state)
+                    total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                             reduction="sum")
+                    count += y.numel()
+        finally:
+            self.model.train(was_training)
+        return total.item() / count
+
+    def fit(self, epochs: int, callbacks=(), checkpoint=None) -> list[dict]:
+        """Train until ``self.epoch == epochs`` (a trainer already at epoch e
+        continues from there), running ``callbacks`` after every epoch (see
+        :meth:`train_epoch`) and, when ``checkpoint`` is a path, saving there
+        atomically after every epoch. A fresh trainer (epoch 0) whose
+        ``checkpoint`` exists loads it first and continues. Returns ``history``."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be an integer >= 0; got {epochs!r}")
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            if self.epoch == 0 and checkpoint.exists():
+                self.load(checkpoint)
+        while self.epoch < epochs:
+            self.train_epoch(callbacks)
+            if checkpoint is not None:
+                self.save(checkpoint)
+        return self.history
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "train_config": self.cfg.to_dict(),
+            "sparse_config": None if self.sparse is None else self.sparse.to_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sparsity": None if self.sparsity is None else self.sparsity.state_dict(),
+            "rng": self._rng,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"unknown checkpoint format {state.get('format')!r}; "
+                             f"this version reads format {CHECKPOINT_FORMAT}")
+        mine = {"train_config": self.cfg.to_dict(),
+                "sparse_config": None if self.sparse is None else self.sparse.to_dict()}
+        for key, ours in mine.items():
+            theirs = state[key]
+            if theirs != ours:
+                if ours is None or theirs is None:
+                    diff = f"checkpoint {theirs!r}, trainer {ours!r}"
+                else:
+                    diff = "; ".join(f"{k}: checkpoint {theirs.get(k)!r}, trainer {ours.get(k)!r}"
+                                     for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+                raise ValueError(f"checkpoint {key} differs from this trainer's ({diff})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sparsity is not None:
+            self.sparsity.load_state_dict(state["sparsity"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = state["history"]
+        self._rng = state["rng"]
+
+    def save(self, path) -> None:
+        """Write a checkpoint atomically (temporary file, fsync, rename): model,
+        masks and DST schedule, optimiser with its averages, epoch, history, both
+        configs and every RNG state."""
+        _atomic_save(self.state_dict(), Path(path))
+
+    def load(self, path) -> None:
+        """Restore a checkpoint written by :meth:`save` for the same configs.
+        Checkpoints are pickles: load only files you trust."""
+        # On the CPU: RNG states must stay CPU tensors; the loaders move the rest.
+        self.load_state_dict(torch.load(Path(path), map_location="cpu", weights_only=False))
+
+    @classmethod
+    def from_checkpoint(cls, path, corpus, *, device="cpu", progress: bool | None = None) -> "Trainer":
+        """A trainer rebuilt from the configs stored in ``path`` and restored from it."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        sparse = None if state["sparse_config"] is None else SparseConfig.from_dict(state["sparse_config"])
+        trainer = cls(TrainConfig.from_dict(state["train_config"]), corpus, sparse,
+                      device=device, progress=progress)
+        trainer.load_state_dict(state)
+        return trainer

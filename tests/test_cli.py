@@ -1,0 +1,74 @@
+"""`python -m lshkit`: every option documented, bad values refused before any compute."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lshkit.__main__ import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _options(parser):
+    return [s for action in parser._actions for s in action.option_strings]
+
+
+@pytest.mark.parametrize("command", ["search", "reference", "full-search"])
+def test_help_documents_every_option(command, capsys):
+    sub = build_parser().commands[command]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in _options(sub):
+        assert option in text
+    for action in sub._actions:
+        assert action.help, f"{action.option_strings} has no help"
+        if action.choices:
+            assert ",".join(map(str, action.choices)) in text.replace(" ", "")
+
+
+def test_search_options_mirror_the_notebook_parameters():
+    options = set(_options(build_parser().commands["search"]))
+    assert options >= {"--model", "--scale", "--budget", "--sampler", "--ranking", "--embedding",
+                       "--distance", "--epochs-per-round", "--sparsity", "--seed", "--storage", "--out",
+                       "--workers", "--rounds", "--ls-samples", "--ls-steps", "--ls-convention",
+                       "--device", "--quiet"}
+
+
+def test_choices_are_the_modules():
+    from lshkit import __main__ as cli, search
+    from lshkit.samplers import SAMPLERS
+
+    assert cli.SAMPLERS == SAMPLERS
+    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "DISTANCES", "LS_CONVENTIONS"):
+        assert tuple(getattr(cli, name)) == tuple(getattr(search, name)), name
+    assert cli.BUDGETS == tuple(search.BUDGETS)
+
+
+def test_bad_sampler_fails_at_once_naming_the_valid_ones(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lshkit", "search", "--sampler", "nonsense",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    for name in ("grid", "random", "tpe", "atpe", "bohb", "hyperband"):
+        assert f"'{name}'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--budget", "smoke", "--scale", "cpu"], "runs at scale 'smoke'"),
+    (["--budget", "smoke", "--epochs-per-round", "0"], "epochs_per_round=0"),
+    (["--budget", "smoke", "--final-epochs", "2", "--epochs-per-round", "1"], "more than final_epochs=2"),
+    (["--budget", "smoke", "--sparsity", "1.5"], "sparsity=1.5"),
+    (["--budget", "smoke", "--workers", "2"], "journal"),
+    (["--budget", "smoke", "--storage", "redis://x"], "valid forms"),
+    (["--budget", "smoke", "--train-override", "hiden_size=8"], "unknown TrainConfig field"),
+])
+def test_bad_values_fail_before_compute(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", *argv, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,205 @@
+import math
+import struct
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lshkit import paper  # noqa: E402
+from lshkit.checks import check_positive_int  # noqa: E402
+from lshkit.io import run_record  # noqa: E402
+from lshkit.report import (comparison, each_of, load_results, notebook_parameters, quiet,  # noqa: E402
+                           save_figure, save_results, style, validate, verdict)
+
+ROOT = Path(__file__).resolve().parent.parent  # relative result paths resolve here
+
+
+SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
+EXTRAS = {"repeats": check_positive_int, "samplers": each_of(SAMPLERS), "model": ("lstm", "rhn")}
+
+
+def _fake_cuda(monkeypatch, n):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+
+@pytest.mark.parametrize("name, value, valid", [
+    ("budget", "huge", "['smoke', 'low', 'moderate', 'high']"),
+    ("scale", "gpu", "['auto', 'cpu', 'paper']"),
+    ("seed", -1, "non-negative integer"),
+    ("seed", 1.5, "non-negative integer"),
+    ("device", "tpu", "['auto', 'cpu']"),
+    ("device", "cuda", "['auto', 'cpu']"),
+    ("progress", "yes", "[None, True, False]"),
+    ("storage", "redis://x", "sqlite:///path.db"),
+    ("storage", 5, "URL string"),
+])
+def test_each_bad_common_parameter_names_value_and_valid_ones(name, value, valid):
+    with pytest.raises(ValueError) as err:
+        validate("table2", **{name: value})
+    message = str(err.value)
+    assert name in message and repr(value) in message and valid in message
+
+
+@pytest.mark.parametrize("name, value, valid", [
+    ("repeats", 0, "positive integer"),
+    ("samplers", "tpe", "non-empty list"),
+    ("samplers", ["tpe", "cmaes"], str(list(SAMPLERS))),
+    ("model", "gru", "['lstm', 'rhn']"),
+])
+def test_each_bad_extra_parameter_names_value_and_valid_ones(name, value, valid):
+    params = {"repeats": 3, "samplers": ["tpe"], "model": "lstm", name: value}
+    with pytest.raises(ValueError) as err:
+        validate("table2", extras=EXTRAS, **params)
+    assert repr(value if name != "samplers" or isinstance(value, str) else "cmaes") in str(err.value)
+    assert valid in str(err.value)
+
+
+def test_unknown_and_missing_parameters():
+    with pytest.raises(ValueError, match=r"\['budgte'\].*known parameters are \['budget', 'scale', 'seed', "
+                                         r"'device', 'storage', 'results_dir', 'progress', 'repeats'\]"):
+        validate("table2", extras={"repeats": check_positive_int}, budgte="high", repeats=3)
+    with pytest.raises(ValueError, match=r"\['repeats'\].*not given"):
+        validate("table2", extras={"repeats": check_positive_int})
+
+
+def test_auto_resolution_on_this_cpu_machine_and_run_dir():
+    assert not torch.cuda.is_available()
+    p = validate("table2", budget="low", seed=3, results_dir="out", extras=EXTRAS,
+                 repeats=2, samplers=["tpe", "grid"], model="rhn")
+    assert (p.device, p.scale, p.effective_scale, p.paper_scale) == ("cpu", "auto", "cpu", False)
+    assert p.run_dir == ROOT / "out/table2/low-cpu-seed3"
+    assert (p.repeats, p.samplers, p.model) == (2, ["tpe", "grid"], "rhn")
+    assert p.storage_url == f"sqlite:///{Path('out').resolve() / 'study.db'}"
+    assert "cpu scale" in p.scale_reason
+    assert asdict(p)["extras"] == {"repeats": 2, "samplers": ["tpe", "grid"], "model": "rhn"}
+    with pytest.raises(AttributeError, match="no parameter 'epochs'"):
+        p.epochs
+
+
+def test_smoke_budget_forces_smoke_scale_and_records_the_request():
+    p = validate("fig1", budget="smoke", scale="paper", seed=0)
+    assert (p.scale, p.effective_scale) == ("paper", "smoke")
+    assert p.run_dir == ROOT / "results/fig1/smoke-smoke-seed0"
+    assert "smoke budget" in p.scale_reason
+
+
+def test_cuda_resolution_with_a_simulated_gpu(monkeypatch):
+    _fake_cuda(monkeypatch, 2)
+    p = validate("table1", budget="high")
+    assert (p.device, p.effective_scale, p.scale_reason) == ("cuda", "paper", "")
+    assert validate("table1", budget="high", device="cuda:1").device == "cuda:1"
+    assert validate("table1", budget="high", device="cpu").effective_scale == "cpu"
+    assert validate("table1", budget="high", device="cpu", scale="paper").effective_scale == "paper"
+    with pytest.raises(ValueError, match=r"device='cuda:2' is not valid; choose one of "
+                                         r"\['auto', 'cpu', 'cuda', 'cuda:0', 'cuda:1'\]"):
+        validate("table1", device="cuda:2")
+
+
+def test_notebook_parameters_keep_only_plain_data():
+    namespace = {"budget": "low", "seed": 1, "storage": None, "samplers": ["tpe"], "In": ["", "x"],
+                 "Out": {}, "_i1": "budget = 'low'", "get_ipython": print, "pd": pd, "exit": object()}
+    assert notebook_parameters(namespace) == {"budget": "low", "seed": 1, "storage": None, "samplers": ["tpe"]}
+
+
+def test_quiet_rule(monkeypatch):
+    for var in ("CI", "PYTEST_VERSION", "PYTEST_CURRENT_TEST"):
+        monkeypatch.delenv(var, raising=False)
+    assert not quiet()
+    assert validate("fig1").progress is True
+    monkeypatch.setenv("CI", "false")
+    assert not quiet()
+    monkeypatch.setenv("CI", "true")
+    assert quiet() and validate("fig1").progress is False
+    assert validate("fig1", progress=True).progress is True
+    monkeypatch.delenv("CI")
+    monkeypatch.setenv("PYTEST_VERSION", "9.0")  # what an nbval kernel inherits
+    assert quiet()
+
+
+def _table2_rows():
+    ours = {("tpe", "ls"): 70.1, ("grid", "loss"): 73.2, ("grid", "ls"): 72.3}
+    return [(f"{s}-{r}", v, *paper.TABLE2[(s, r)]["high"]) for (s, r), v in ours.items()]
+
+
+def test_comparison_frame_values():
+    table = comparison(_table2_rows(), comparable=True, tolerance=1.0)
+    assert list(table.columns) == ["label", "ours", "paper", "paper_ci", "difference", "tolerance", "agrees"]
+    assert table["difference"].round(6).tolist() == [0.2, 0.7, 1.5]
+    # TPE's CI (2.6) is used; GS's 0.0 half-width falls back to the tolerance.
+    assert table["tolerance"].tolist() == [2.6, 1.0, 1.0]
+    assert table["agrees"].tolist() == [True, True, False]
+    edge = comparison([("a", 73.5, 72.5), ("b", None, 70.0, 0.5)], comparable=True)
+    assert edge["agrees"].tolist() == [True, False] and math.isnan(edge.loc[1, "difference"])
+    assert "agrees" not in comparison(_table2_rows(), comparable=False, reason="x").columns
+
+
+def test_verdict_sentences():
+    table = comparison(_table2_rows(), comparable=True)
+    assert verdict(table, claim="LSH beats loss-based ranking", holds=True) == (
+        "2 of 3 numbers agree with the paper's (within its 95% CI half-width, or ±1 where it gives "
+        "none); grid-ls does not; the paper's claim that LSH beats loss-based ranking holds in ours.")
+    all_agree = comparison([("dense", 78.0, 78.6), ("lsh", 70.5, 69.9)], comparable=True, tolerance=0.7)
+    assert verdict(all_agree, claim="LSH beats dense", holds=False) == (
+        "All 2 numbers agree with the paper's (within its 95% CI half-width, or ±0.7 where it gives "
+        "none); the paper's claim that LSH beats dense does not hold in ours.")
+    p = validate("table2", budget="smoke")
+    apart = comparison(_table2_rows(), comparable=p.paper_scale, reason=p.scale_reason)
+    assert verdict(apart) == (
+        "These numbers cannot be compared with the paper's because they come from the smoke budget "
+        "(a generated corpus and tiny models), while the paper's come from PTB or WikiText-2 at "
+        "Table A1 scale; the table shows them side by side only for orientation.")
+    assert verdict(apart, claim="LSH beats loss-based ranking", holds=False).endswith(
+        "only for orientation; at this scale the paper's claim that LSH beats loss-based ranking "
+        "does not hold in ours.")
+    with pytest.raises(ValueError, match="needs a reason"):
+        comparison(_table2_rows(), comparable=False)
+    with pytest.raises(ValueError, match="both claim"):
+        verdict(table, claim="LSH wins")
+
+
+def test_save_and_load_results_round_trip(tmp_path):
+    p = validate("table2", results_dir=str(tmp_path), budget="smoke")
+    frame = pd.DataFrame({"sampler": ["tpe", "grid"], "test_ppl": [70.25, 72.5], "selected": [True, False]})
+    with run_record(p.run_dir, asdict(p)):
+        paths = save_results(p.run_dir, picks=frame, summary={"best": "tpe", "ppl": 70.25})
+    assert [x.name for x in paths] == ["picks.csv", "summary.json"]
+    loaded = load_results(p.run_dir)
+    assert sorted(loaded) == ["picks", "run", "summary"]
+    pd.testing.assert_frame_equal(loaded["picks"], frame)
+    assert loaded["summary"] == {"best": "tpe", "ppl": 70.25}
+    assert loaded["run"]["params"]["budget"] == "smoke" and loaded["run"]["status"] == "done"
+    assert sorted(x.name for x in p.run_dir.iterdir()) == ["picks.csv", "run.json", "summary.json"]
+    with pytest.raises(ValueError, match="list cannot be saved"):
+        save_results(p.run_dir, bad=[1, 2])
+    with pytest.raises(ValueError, match="reserved"):
+        save_results(p.run_dir, run={})
+    with pytest.raises(FileNotFoundError, match="no results"):
+        load_results(tmp_path / "missing")
+
+
+def test_save_figure_writes_a_150_dpi_png(tmp_path):
+    style()
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(ax, "fig1_a", figures_dir=tmp_path / "figures")
+    data = path.read_bytes()
+    assert path == tmp_path / "figures" / "fig1_a.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (300, 150)  # 2 x 1 inches at 150 dpi
+    assert save_figure(fig, "fig1_a", figures_dir=tmp_path / "figures").read_bytes() == data
+    assert [x.name for x in path.parent.iterdir()] == ["fig1_a.png"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="name='a/b'"):
+        save_figure(fig, "a/b", figures_dir=tmp_path)
+
+
+def test_relative_paths_resolve_against_the_checkout_wherever_the_kernel_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nbval runs in notebooks/, papermill in the caller's folder
+    assert validate("t", results_dir="results").run_dir.parent.parent == ROOT / "results"
+    assert validate("t", results_dir=str(tmp_path / "abs")).results_dir == str(tmp_path / "abs")
