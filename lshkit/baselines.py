@@ -58,8 +58,8 @@ SMOKE_SPARSITIES = (0.5, 0.8)
 #: LSTM steps (its depth-3 highway recurrence runs step by step), so it takes a quarter of them.
 SMOKE_FIELDS = {"rhn": {"train_overrides": {**SMOKE_OVERRIDES["train_overrides"], "batch_size": 40}}}
 #: Below paper scale the Fig. 3 right target is the dense reference's final validation
-#: perplexity times this (a target every pruned model must approach, not one chosen from the
-#: paper's result); at paper scale it is the paper's 72.
+#: perplexity times this: set by our own dense model, fixed in advance, never tuned toward the
+#: paper's speed-up. At paper scale it is the paper's 72.
 TARGET_FACTOR = 1.1
 #: "About 10x sooner" (Fig. 3 right: 150 h vs 15 h) is read as a speed-up of at least 5.
 SPEEDUP_HOLDS = 5.0
@@ -221,28 +221,6 @@ def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def robustness_claim(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 3 left's claims in our numbers, per pruning ratio of a :func:`robustness` frame
-    (means over repeats): whether LSH's test perplexity is below TPE's with loss ranking and the
-    Selfish-RNN default's (``beats_baselines``) and below the dense model's (``beats_dense``)."""
-    means = frame.groupby(["sparsity", "method"], sort=True)["test_ppl"].mean().unstack("method")
-    dense = means.pop(METHODS["dense"]).dropna().mean() if METHODS["dense"] in means else math.nan
-    means = means.drop(index=0.0, errors="ignore")
-    lsh = means[_RANKING_METHOD["ls"]]
-    out = pd.DataFrame({"sparsity": means.index, "lsh": lsh.to_numpy(),
-                        "tpe_loss": means[_RANKING_METHOD["loss"]].to_numpy(),
-                        "selfish_rnn": means[METHODS["selfish_rnn"]].to_numpy(), "dense": dense})
-    out["beats_baselines"] = (out["lsh"] < out["tpe_loss"]) & (out["lsh"] < out["selfish_rnn"])
-    out["beats_dense"] = out["lsh"] < out["dense"]
-    return out
-
-
-def speedup_holds(result: dict) -> bool:
-    """Fig. 3 right's claim ("about 10x", 150 h vs 15 h) in ours: a speed-up of at least
-    :data:`SPEEDUP_HOLDS` (5); False when LSH never reached the target."""
-    return result["speedup"] is not None and result["speedup"] >= SPEEDUP_HOLDS
-
-
 # ------------------------------------------------------------------ Fig. 3 left
 
 
@@ -302,6 +280,22 @@ def robustness(base: SearchConfig, out, *, sparsities=None, repeats: int = 1, st
              "status": "ok" if pd.notna(r.test_ppl) else "failed", "valid_ppl": r.valid_ppl,
              "test_ppl": r.test_ppl, "seconds": r.total_seconds} for r in searches.itertuples()]
     return pd.DataFrame(rows + fixed_rows)
+
+
+def robustness_claim(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 3 left's claims in our numbers, per pruning ratio of a :func:`robustness` frame
+    (means over repeats): whether LSH's test perplexity is below TPE's with loss ranking and the
+    Selfish-RNN default's (``beats_baselines``) and below the dense model's (``beats_dense``)."""
+    means = frame.groupby(["sparsity", "method"], sort=True)["test_ppl"].mean().unstack("method")
+    dense = means.pop(METHODS["dense"]).dropna().mean() if METHODS["dense"] in means else math.nan
+    means = means.drop(index=0.0, errors="ignore")
+    lsh = means[_RANKING_METHOD["ls"]]
+    out = pd.DataFrame({"sparsity": means.index, "lsh": lsh.to_numpy(),
+                        "tpe_loss": means[_RANKING_METHOD["loss"]].to_numpy(),
+                        "selfish_rnn": means[METHODS["selfish_rnn"]].to_numpy(), "dense": dense})
+    out["beats_baselines"] = (out["lsh"] < out["tpe_loss"]) & (out["lsh"] < out["selfish_rnn"])
+    out["beats_dense"] = out["lsh"] < out["dense"]
+    return out
 
 
 # ------------------------------------------------------------------ Fig. 3 right
@@ -416,3 +410,9 @@ def time_to_target(config: SearchConfig, out, *, target_ppl: float, max_candidat
         "lsh_summary_time_to_target_seconds": lsh["time_to_target_seconds"],
     }
     return curves, result
+
+
+def speedup_holds(result: dict) -> bool:
+    """Fig. 3 right's claim ("about 10x", 150 h vs 15 h) in ours: a speed-up of at least
+    :data:`SPEEDUP_HOLDS` (5); False when LSH never reached the target."""
+    return result["speedup"] is not None and result["speedup"] >= SPEEDUP_HOLDS

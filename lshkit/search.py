@@ -881,7 +881,10 @@ class LSHSearch:
         write_json(self.out / "summary.json", summary)
 
     def _ledger(self) -> None:
-        """Write every candidate as a trial of the search's study, once (a unit of the queue)."""
+        """Write every candidate as a trial of the search's study, once (a unit of the queue):
+        its params, its ranking measure per selection epoch as intermediate values, its records
+        (LS vectors aside) as the ``records`` user attribute; COMPLETE with the final validation
+        perplexity, PRUNED when removed, FAIL when failed."""
         def write(job):
             with quiet_optuna():
                 study = optuna.create_study(storage=self.storage, study_name=self.study_name,
@@ -892,8 +895,10 @@ class LSHSearch:
                 if c.cid in known:
                     continue
                 records = [{k: v for k, v in rec.items() if k not in ("ls", "ls_info")} for rec in c.records]
-                steps = {rec["epoch"]: rec["score"] for rec in c.records
-                         if "score" in rec and math.isfinite(rec["score"])}
+                # Per epoch, the ranking's measure at that epoch (LS distance or validation loss).
+                measure = "distance" if self.config.ranking == "ls" else "valid_loss"
+                steps = {rec["epoch"]: rec[measure] for rec in c.records
+                         if rec["phase"] == "selection" and math.isfinite(rec.get(measure, math.nan))}
                 attrs = {"candidate": c.cid, "joined": c.joined, "records": records}
                 if c.final is not None and c.final["status"] == "ok":
                     trial = optuna.trial.create_trial(

@@ -1,4 +1,5 @@
 """`python -m lshkit`: every option documented, bad values refused before any compute."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,24 @@ def test_bad_values_fail_before_compute(tmp_path, capsys, argv, message):
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+TINY = ["--budget", "smoke", "--pool", "3", "--final-epochs", "2", "--ls-steps", "12", "--device", "cpu",
+        "--train-override", "batch_size=64", "--train-override", "hidden_size=8",
+        "--train-override", "emb_size=8"]
+
+
+def test_reference_is_trained_once_then_read_from_its_cache(tmp_path, capsys):
+    assert main(["reference", *TINY, "--reference-dir", str(tmp_path)]) == 0
+    first = capsys.readouterr().out
+    (cache,) = tmp_path.glob("lstm-smoke-smoke-seed0-*/reference.json")
+    stamp = cache.stat().st_mtime_ns
+    assert main(["reference", *TINY, "--reference-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == first and "dense reference: valid ppl" in first
+    assert cache.stat().st_mtime_ns == stamp
+
+
+def test_full_search_command(tmp_path):
+    assert main(["full-search", *TINY, "--target-ppl", "1e6", "--out", str(tmp_path), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "full_training.json").read_text())
+    assert summary["reached"] and summary["candidates_trained"] == 1

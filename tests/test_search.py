@@ -201,6 +201,10 @@ def test_lsh_pool_arithmetic_and_generation_from_survivors(tmp_path, reference_d
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/study.db")
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE"] * 2 + ["PRUNED"] * 9
+    trials = {t.user_attrs["candidate"]: t for t in study.trials}
+    for cid, rows in sel.groupby("candidate"):
+        assert trials[cid].intermediate_values == pytest.approx(dict(zip(rows.epoch, rows.distance)))
+        assert trials[cid].params == params[cid]
 
 
 @pytest.mark.parametrize("sampler,ranking,embedding,distance", [

@@ -1,7 +1,6 @@
 """Training loop: exact resume, seeding, learning, exact zeros, divergence, configs (issue 3)."""
 import dataclasses
 import json
-import math
 
 import pytest
 import torch
