@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import math
 import statistics
-import time
 
 import torch
 

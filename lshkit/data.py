@@ -22,7 +22,6 @@ import io
 import math
 import os
 import random
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from lshkit.io import atomic_write
 
 CORPORA = ("ptb", "wikitext2", "smoke")
 SPLITS = ("train", "valid", "test")
@@ -336,22 +337,10 @@ def _download(name: str, folder: Path) -> None:
             if actual != md5:
                 failures.append(f"{url}: MD5 {actual}, expected {md5}")
                 continue
-            _write_atomic(folder / filename, payload)
+            atomic_write(folder / filename, payload)
             break
         else:
             raise OSError("; ".join(failures))
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # --- the generated smoke corpus -------------------------------------------------------------

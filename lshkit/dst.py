@@ -536,6 +536,9 @@ class SNTASGD(torch.optim.Optimizer):
     def averaged(self):
         """Evaluate with the averaged weights: copied into the parameters in place (the
         storage is kept) and the raw weights restored on exit.  A no-op before the trigger."""
+        if getattr(self, "_swapped_in", False):
+            raise RuntimeError("SNTASGD.averaged() is already active: nesting it would average "
+                               "the averaged weights")
         swapped = []
         if self.averaging:
             with torch.no_grad():
@@ -543,9 +546,11 @@ class SNTASGD(torch.optim.Optimizer):
                     if self.state.get(p):
                         swapped.append((p, p.detach().clone()))
                         p.copy_(self._average(p))
+        self._swapped_in = True
         try:
             yield
         finally:
+            self._swapped_in = False
             with torch.no_grad():
                 for p, raw in swapped:
                     p.copy_(raw)

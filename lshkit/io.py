@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
@@ -34,6 +34,13 @@ def _atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    # The rename itself must survive a power cut too (not possible on every platform).
+    with suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def atomic_write(path, data: str | bytes) -> Path:

@@ -445,8 +445,8 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
                    stable_warmup: bool | None = None, return_info: bool = False):
     """LS of an lshkit model driven by ``tokens`` (paper Eq. 1, Appendix C; REFERENCE §3).
 
-    ``tokens`` is ``[T, K]``: K samples of T steps (the paper: K = 2 columns of the
-    first 35 validation tokens). The inputs are ``model.embed(tokens)`` in eval mode
+    ``tokens`` is ``[T, K]``: K samples of T steps (the paper: K = 2 samples of 35
+    validation tokens, REFERENCE §3). The inputs are ``model.embed(tokens)`` in eval mode
     (the model's mode is restored afterwards); ``h_0 = 0``, ``Q_0 = I`` (first k
     columns), one QR per step batched over the K samples, ``|r_ii|`` floored at
     :data:`R_FLOOR`. ``dtype`` (float32/float64, default the model's) is the precision
@@ -459,7 +459,8 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
 
     ``convention="paper"``, the authors' convention, departs from "full" exactly here:
 
-    1. state (StackedLSTM only): h of every layer, ``N = L*H`` instead of ``2*L*H``;
+    1. state (StackedLSTM only; for the others it is the whole state in both):
+       h of every layer, ``N = L*H`` instead of ``2*L*H``;
        c follows its true trajectory but is held constant in J (no dh/dc, no c->c
        path); layer l still sees the new h of layer l-1, so J is block lower triangular;
     2. propagation: ``J^T . Q`` for StackedLSTM, GRULM and RNNLM; ``J . Q`` for RHN
@@ -468,10 +469,11 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
     4. ``warmup=10`` by default, and the warm-up replays: it consumes the first
        ``warmup`` inputs, then the mean runs over all T inputs again from the
        warmed-up state and divides by T;
-    5. warm-up without QR by default (``stable_warmup=False``): products of ``J^T``
-       with columns rescaled to unit length (no effect in exact arithmetic, avoids
-       float32 overflow) and one QR at the end. This is ill-posed: the lower
-       directions collapse and the result then depends on rounding (REFERENCE §3).
+    5. warm-up without QR by default (``stable_warmup=False``): products of the
+       propagation of item 2, columns rescaled to unit length (no effect in exact
+       arithmetic, avoids float32 overflow), and one QR at the end. This is
+       ill-posed: the lower directions collapse and the result then depends on
+       rounding (REFERENCE §3).
        ``stable_warmup=True`` orthonormalises every warm-up step instead;
     6. exponents unsorted, in the order of Q's columns.
     Common to both: h_0, Q_0, QR every step, the mean over K and T, the floor. The

@@ -85,7 +85,6 @@ import io
 import json
 import math
 import multiprocessing
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -108,7 +107,8 @@ from lshkit.storage import JobQueue, check_workers, default_storage_url, open_st
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, _auto_progress, perplexity
 
 __all__ = ["SearchConfig", "LSHSearch", "run_search", "full_training_search", "train_reference",
-           "pool_schedule", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "LS_CONVENTIONS"]
+           "pool_schedule", "hyperband_resources", "reference_key", "resolve_device",
+           "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "DISTANCES", "LS_CONVENTIONS"]
 
 MODELS = ("lstm", "rhn")
 SCALES = ("smoke", "cpu", "paper", "auto")

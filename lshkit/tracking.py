@@ -104,7 +104,9 @@ class LSCallback:
                 **{k: str(v) for k, v in sorted(self.options.items())}}
 
     def __call__(self, trainer, record: dict) -> None:
-        lam, seconds, info = _spectrum(trainer.model, self.tokens, self.convention, self.options)
+        # The spectrum of the weights the epoch was evaluated with (SNT-ASGD's averages once on).
+        with trainer.optimizer.averaged():
+            lam, seconds, info = _spectrum(trainer.model, self.tokens, self.convention, self.options)
         record["ls"] = lam.tolist()
         record["ls_settings"] = self.settings
         record["ls_seconds"] = seconds

@@ -21,7 +21,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lshkit import models
+from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.data import batchify, get_batch, n_batches
 from lshkit.dst import DynamicSparsity, SNTASGD, SparseConfig
+from lshkit.io import atomic_torch_save
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "build_model", "train_step", "perplexity",
            "seed_everything", "MODELS", "DATASETS", "SCALES"]
@@ -43,24 +44,6 @@ DATASETS = ("ptb", "wikitext2", "smoke")
 SCALES = ("smoke", "cpu", "paper")
 SPLITS = ("train", "valid", "test")
 CHECKPOINT_FORMAT = 1
-
-
-def _choice(field: str, value, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"TrainConfig.{field} must be one of {', '.join(map(repr, valid))}; got {value!r}")
-
-
-def _positive_int(field: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"TrainConfig.{field} must be an integer >= 1; got {value!r}")
-
-
-def _number(field: str, value, *, low: float, strict: bool) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-          and (value > low if strict else value >= low))
-    if not ok:
-        raise ValueError(f"TrainConfig.{field} must be a finite number {'>' if strict else '>='} {low}; "
-                         f"got {value!r}")
 
 
 @dataclass
@@ -98,11 +81,11 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.dropouts, list):
             self.dropouts = tuple(self.dropouts)
-        _choice("model", self.model, MODELS)
-        _choice("dataset", self.dataset, DATASETS)
+        check_choice("TrainConfig.model", self.model, MODELS)
+        check_choice("TrainConfig.dataset", self.dataset, DATASETS)
         for field in ("emb_size", "hidden_size", "num_layers", "depth", "nonmono",
                       "batch_size", "eval_batch_size", "bptt", "epochs"):
-            _positive_int(field, getattr(self, field))
+            check_positive_int(f"TrainConfig.{field}", getattr(self, field))
         if (not isinstance(self.dropouts, tuple) or len(self.dropouts) != 4
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1
                            for p in self.dropouts)):
@@ -112,9 +95,9 @@ class TrainConfig:
         for field in ("tied", "coupled"):
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"TrainConfig.{field} must be True or False; got {getattr(self, field)!r}")
-        _number("lr", self.lr, low=0, strict=True)
-        _number("weight_decay", self.weight_decay, low=0, strict=False)
-        _number("clip", self.clip, low=0, strict=True)
+        check_number("TrainConfig.lr", self.lr, low=0, low_open=True)
+        check_number("TrainConfig.weight_decay", self.weight_decay, low=0)
+        check_number("TrainConfig.clip", self.clip, low=0, low_open=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be an integer >= 0; got {self.seed!r}")
         if self.model == "rhn":
@@ -176,7 +159,7 @@ class TrainConfig:
         """
         if scale not in SCALES:
             raise ValueError(f"preset scale must be one of {', '.join(map(repr, SCALES))}; got {scale!r}")
-        _choice("model", model, MODELS)
+        check_choice("model", model, MODELS)
         if (scale, model) not in _PRESETS:
             valid = [m for s, m in _PRESETS if s == scale]
             raise ValueError(f"no {scale!r} preset for model {model!r} (paper Table A1 has no such "
@@ -303,28 +286,6 @@ def _auto_progress() -> bool:
     if sys.stderr is not None and sys.stderr.isatty():
         return True
     return "ipykernel" in sys.modules
-
-
-def _atomic_save(obj, path: Path) -> None:
-    # A crash mid-write must never leave a truncated checkpoint where a good one was.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class Trainer:
@@ -567,7 +528,7 @@ class Trainer:
         """Write a checkpoint atomically (temporary file, fsync, rename): model,
         masks and DST schedule, optimiser with its averages, epoch, history, both
         configs and every RNG state."""
-        _atomic_save(self.state_dict(), Path(path))
+        atomic_torch_save(self.state_dict(), Path(path))
 
     def load(self, path) -> None:
         """Restore a checkpoint written by :meth:`save` for the same configs.

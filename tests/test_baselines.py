@@ -14,7 +14,7 @@ from lshkit import baselines as B
 from lshkit import paper
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
-from lshkit.search import SearchConfig, run_search, train_reference
+from lshkit.search import SearchConfig, train_reference
 from lshkit.train import Trainer, perplexity
 
 TINY = {"batch_size": 64, "hidden_size": 16, "emb_size": 16}

@@ -477,7 +477,12 @@ def test_averaged_is_identity_before_trigger():
     opt.step()
     with opt.averaged():
         assert torch.equal(w.detach(), torch.tensor([0.9, 1.9]))
+        with pytest.raises(RuntimeError, match="already active"):
+            with opt.averaged():  # nested: would average the averages
+                pass
     assert not opt.averaging
+    with opt.averaged():  # usable again after the error
+        pass
 
 
 def test_snt_asgd_with_dynamic_sparsity():
