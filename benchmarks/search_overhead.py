@@ -40,7 +40,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     cfg = SearchConfig(model=args.model, scale=args.scale, ls_convention=args.ls_convention,
-                       sampler="random").resolved(device)
+                       budget="smoke" if args.scale == "smoke" else "low").resolved(device)
     units = _Units(cfg, queue=None, device=device, checkpoints=None, reference_dir=None)
     corpus = units.corpus
     # The search's sparse candidate: the authors' best configuration (any one times the same).
