@@ -1,0 +1,46 @@
+"""Every notebook is a thin, parameterised papermill notebook (issue 5); nbval runs them all
+at their smoke default (``pytest --nbval-lax``), this file checks their shape and their
+refusal of bad parameters."""
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2"}
+COMMON = ["budget", "scale", "seed", "device", "storage", "results_dir", "progress"]
+
+
+def test_every_paper_experiment_has_its_notebook():
+    assert {nb.stem for nb in NOTEBOOKS} == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_parameterised_and_saved_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    assert tagged == [first_code], "the first code cell, and only it, is tagged 'parameters'"
+    # papermill must parse every parameter line (it skips lines it cannot read, e.g. '=' in a comment)
+    params = papermill.inspect_notebook(str(path))
+    for name in COMMON:
+        assert name in params and params[name]["help"], f"{name} missing or undocumented"
+    assert params["budget"]["default"] == '"smoke"'
+    validate_cell = nb.cells[first_code + 1]
+    assert validate_cell.cell_type == "code" and "validate(" in validate_cell.source
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code"), "saved without outputs"
+
+
+def test_a_bad_budget_stops_the_notebook_before_any_compute(tmp_path):
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(str(NOTEBOOKS[0].parent / "table1.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"budget": "nonsense", "results_dir": str(tmp_path)},
+                                   progress_bar=False, kernel_name="python3")
+    message = str(info.value)
+    assert "budget='nonsense' is not valid" in message
+    assert "['smoke', 'low', 'moderate', 'high']" in message
+    assert not any(tmp_path.glob("table1/*")), "nothing ran before the check"
