@@ -33,7 +33,6 @@ unseen grid points in seeded order; when the space is exhausted fewer come back,
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import itertools
 import json
@@ -49,6 +48,8 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
+
+from lshkit.storage import quiet_optuna
 
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 
@@ -450,18 +451,6 @@ class GridSampler(Sampler):
         return iter(self._grid_order())
 
 
-@contextlib.contextmanager
-def _quiet_optuna():
-    # Optuna logs every study creation at INFO; notebooks compare stderr, so mute it while we
-    # build our throw-away studies and restore the user's level after.
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
-
 def _frozen_trial(space: SearchSpace, obs: Observation, distributions: dict):
     params = space.snap(obs.params)
     score = float(obs.score)
@@ -475,7 +464,7 @@ def _frozen_trial(space: SearchSpace, obs: Observation, distributions: dict):
 
 def _optuna_draws(space: SearchSpace, sampler, history: list[Observation]) -> Iterator[dict]:
     distributions = space.to_optuna()
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.create_study(direction="minimize", sampler=sampler)
         study.add_trials([_frozen_trial(space, obs, distributions) for obs in history])
     while True:
