@@ -11,14 +11,14 @@ run repeats an uninterrupted one and results do not depend on the device.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from lshkit.io import JSONConfig
 
 SPARSE_INITS = ("uniform", "ER")
 DEATH_MODES = ("magnitude", "SET", "threshold", "global_magnitude")
@@ -36,7 +36,7 @@ def _is_real(x) -> bool:
 
 
 @dataclass
-class SparseConfig:
+class SparseConfig(JSONConfig):
     """One point of the DST method space (REFERENCE §2, §4; paper Table A1).
 
     Defaults are the authors' best stacked-LSTM pick (REFERENCE §2): ER / random /
@@ -74,24 +74,6 @@ class SparseConfig:
                 or self.update_every < 1):
             raise ValueError(f"update_every={self.update_every!r} is not valid; use None "
                              "(once per epoch) or a positive int (every N optimiser steps)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SparseConfig:
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown SparseConfig field(s) {unknown}; valid fields are {fields}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> SparseConfig:
-        return cls.from_dict(json.loads(text))
 
 
 def _death_count(rate: float, n: int) -> int:

@@ -5,6 +5,7 @@ moment leaves either the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -15,8 +16,33 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
+__all__ = ["JSONConfig", "atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
            "versions", "run_record"]
+
+
+class JSONConfig:
+    """JSON round trip for the kit's config dataclasses (``SparseConfig``, ``TrainConfig``,
+    ``SearchConfig``); ``from_dict`` names unknown fields and the valid ones. Keys keep the
+    field order: a search space's dimension order changes what the samplers draw, and
+    ``SearchConfig.key`` hashes this text."""
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields are {names}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
 
 
 @contextmanager

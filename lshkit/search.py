@@ -99,7 +99,7 @@ from tqdm.auto import tqdm
 from lshkit import embedding as emb
 from lshkit.data import batchify, load_corpus
 from lshkit.dst import SparseConfig
-from lshkit.io import atomic_write, read_json, versions, write_csv, write_json
+from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_csv, write_json
 from lshkit.ls import model_spectrum
 from lshkit.paper import BUDGET_POOL, SPARSITY
 from lshkit.samplers import SAMPLERS, Observation, SearchSpace, hyperband_brackets, make_sampler
@@ -148,7 +148,7 @@ def pool_schedule(n: int, final_survivors: int = 2, rounds: int | None = None,
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(JSONConfig):
     """Everything that defines one search; ``None`` fields are filled by :meth:`resolved`.
 
     budget: "smoke" (the generated smoke corpus, tiny models, a pool of 8, E = 1) or the
@@ -238,24 +238,6 @@ class SearchConfig:
                              "and final_epochs")
 
     # ------------------------------------------------------------- round trip
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(f"unknown SearchConfig field(s) {unknown}; valid fields: {names}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        # Not sorted: the order of the space's dimensions changes what the samplers draw.
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SearchConfig":
-        return cls.from_dict(json.loads(text))
 
     # ------------------------------------------------------------- resolution
     def resolved(self, device="cpu") -> "SearchConfig":

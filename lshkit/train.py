@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
@@ -34,7 +33,7 @@ from lshkit import models
 from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.data import batchify, get_batch, n_batches
 from lshkit.dst import DynamicSparsity, SNTASGD, SparseConfig
-from lshkit.io import atomic_torch_save
+from lshkit.io import JSONConfig, atomic_torch_save
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "build_model", "train_step", "perplexity",
            "seed_everything", "MODELS", "DATASETS", "SCALES"]
@@ -47,7 +46,7 @@ CHECKPOINT_FORMAT = 1
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JSONConfig):
     """Everything that defines a training run except the sparsity (that is
     :class:`~lshkit.dst.SparseConfig`). Field names follow paper Table A1.
 
@@ -115,25 +114,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.tied needs emb_size == hidden_size; got "
                              f"{self.emb_size} and {self.hidden_size}")
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["dropouts"] = list(self.dropouts)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {names}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        return cls.from_dict(json.loads(text))
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated like any new config)."""
