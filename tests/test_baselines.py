@@ -14,17 +14,12 @@ from lshkit import baselines as B
 from lshkit import paper
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
+from conftest import tiny_search
 from lshkit.search import SearchConfig, train_reference
 from lshkit.train import Trainer, perplexity
 
-TINY = {"batch_size": 64, "hidden_size": 16, "emb_size": 16}
-
-
 def tiny(**kw) -> SearchConfig:
-    args = dict(budget="smoke", pool=3, epochs_per_round=1, final_epochs=2, ls_steps=20,
-                train_overrides=dict(TINY))
-    args.update(kw)
-    return SearchConfig(**args)
+    return tiny_search(pool=3, **kw)
 
 
 @pytest.fixture(scope="module")

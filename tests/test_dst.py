@@ -14,16 +14,6 @@ from lshkit.models import RHN, StackedLSTM
 V, E, H = 30, 16, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tensors here are tiny: a second intra-op thread only adds hand-off cost, which
-    # grows tenfold on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _lstm():
     torch.manual_seed(0)
     return StackedLSTM(V, E, H, 2)

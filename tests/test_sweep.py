@@ -9,16 +9,11 @@ import pytest
 import torch
 
 from lshkit import sweep as W
+from conftest import tiny_search
 from lshkit.search import SearchConfig
 
-TINY = {"batch_size": 64, "hidden_size": 16, "emb_size": 16}
-
-
 def tiny(**kw) -> SearchConfig:
-    args = dict(budget="smoke", pool=4, epochs_per_round=1, final_epochs=2, ls_steps=20,
-                train_overrides=dict(TINY))
-    args.update(kw)
-    return SearchConfig(**args)
+    return tiny_search(pool=4, **kw)
 
 
 # ------------------------------------------------------------------ grid and names

@@ -12,15 +12,6 @@ from lshkit.train import TrainConfig, Trainer, TrainingDiverged
 TIMING_KEYS = {"train_seconds", "eval_seconds", "tokens_per_second"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These models are tiny: one thread is faster, and far faster on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus():
     return load_corpus("smoke")
