@@ -104,7 +104,7 @@ from lshkit.ls import model_spectrum
 from lshkit.paper import BUDGET_POOL, SPARSITY
 from lshkit.samplers import SAMPLERS, Observation, SearchSpace, hyperband_brackets, make_sampler
 from lshkit.storage import JobQueue, check_workers, default_storage_url, open_storage, quiet_optuna
-from lshkit.train import TrainConfig, Trainer, TrainingDiverged, _auto_progress, perplexity
+from lshkit.train import TrainConfig, Trainer, TrainingDiverged, auto_progress, perplexity
 
 __all__ = ["SearchConfig", "LSHSearch", "run_search", "full_training_search", "train_reference",
            "pool_schedule", "hyperband_resources", "reference_key", "resolve_device",
@@ -542,7 +542,7 @@ class LSHSearch:
         self.study_name = self.config.study_name(_prefix)
         self.checkpoints = Path(checkpoints or self.out / "checkpoints") / self.study_name
         self.reference_root = Path(reference_dir or Path("results") / "reference")
-        self.progress = _auto_progress() if progress is None else bool(progress)
+        self.progress = auto_progress() if progress is None else bool(progress)
         self.stale_after, self.poll, self.write_outputs = stale_after, poll, write_outputs
 
     # ----------------------------------------------------------- plumbing

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import sys
 import time
@@ -259,9 +258,12 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _auto_progress() -> bool:
-    # Quiet under CI (nbval compares stderr); on in a terminal or a live Jupyter kernel.
-    if os.environ.get("CI"):
+def auto_progress() -> bool:
+    """Progress bars by default: off wherever :func:`lshkit.report.quiet` says (CI, pytest and
+    nbval, which compares stderr); on in a terminal or a live Jupyter kernel."""
+    from lshkit.report import quiet
+
+    if quiet():
         return False
     if sys.stderr is not None and sys.stderr.isatty():
         return True
@@ -301,7 +303,7 @@ class Trainer:
             raise ValueError(f"corpus {corpus.name!r} does not match TrainConfig.dataset {cfg.dataset!r}")
         self.cfg, self.sparse, self.corpus = cfg, sparse, corpus
         self.device = torch.device(device)
-        self.progress = _auto_progress() if progress is None else bool(progress)
+        self.progress = auto_progress() if progress is None else bool(progress)
 
         self.train_data = batchify(corpus.train, cfg.batch_size).to(self.device)
         self.valid_data = batchify(corpus.valid, cfg.eval_batch_size).to(self.device)
