@@ -1,4 +1,4 @@
-"""Speed of lshkit's LS engine against the kernel floor (issue 2 "Speed"; REFERENCE §3).
+"""Speed of lshkit's LS engine against the kernel floor (README, "The Lyapunov spectrum").
 
 A 2-layer StackedLSTM (untrained, PyTorch's default init), K = 2 samples of T = 35
 tokens, 10 warm-up steps, the "paper" convention (N = 2H), float32. For each H:
@@ -12,10 +12,13 @@ tokens, 10 warm-up steps, the "paper" convention (N = 2H), float32. For each H:
   the same Q as torch.linalg.qr without R copied out), i.e. the overhead of
   everything but the kernels;
 - ``authors``: seconds per sample with the authors' warm-up (10 steps without QR);
+- ``their_alg``: seconds per sample of the authors' algorithm (:func:`authors_algorithm`: the
+  full Jacobian built every step, then J^T Q and a QR), timed in the same process, and
+  ``alg/lshkit`` its ratio to lshkit;
 - ``top64``: seconds per sample of the top 64 exponents (stable warm-up);
 - ``err``: max |difference| of every exponent, float32 vs float64, stable warm-up
   (target <= 1e-3); ``err_authors``: the same with the authors' warm-up, which is
-  ill-posed (REFERENCE §3), shown for contrast.
+  ill-posed (README, "The Lyapunov spectrum"), shown for contrast.
 
 Peak memory at the largest H: the growth of the resident set size during one
 float32 ``model_spectrum`` call (stable warm-up) over the size just before it,
@@ -38,7 +41,7 @@ import time
 
 import torch
 
-from lshkit.ls import model_spectrum
+from lshkit.ls import model_spectrum, tangent_map
 from lshkit.models import StackedLSTM
 
 K, T, WARMUP, LAYERS, VOCAB, TOP_K = 2, 35, 10, 2, 10000, 64
@@ -62,6 +65,30 @@ def floor_run(N: int, steps: int, qr) -> None:
     Q = torch.eye(N).expand(K, N, N).contiguous()
     for _ in range(steps):
         Q = qr(J @ Q)
+
+
+@torch.no_grad()
+def authors_algorithm(model, tokens) -> torch.Tensor:
+    """The authors' procedure written with the kit's Jacobians: per step the whole N x N matrix
+    J^T (h of every layer, c frozen) is built, then J^T Q and a QR; 10 warm-up products without
+    QR, then the mean of log2 |r_ii| over all T inputs from the warmed-up state. Without warm-up
+    it equals ``model_spectrum(convention="paper", warmup=0)`` to 1.4e-6 (float32, H = 64); with
+    the warm-up both are dominated by its rounding (README, "The Lyapunov spectrum")."""
+    linearise, n = tangent_map(model, "paper")
+    x = model.embed(tokens)
+    eye = torch.eye(n).expand(tokens.size(1), n, n).contiguous()
+    state, Q = model.init_state(tokens.size(1)), eye
+    for t in range(WARMUP):
+        state_next, propagate = linearise(state, x[t])
+        Q, state = propagate(eye) @ Q, state_next
+    Q = torch.linalg.qr(Q).Q
+    total = torch.zeros(n)
+    for t in range(tokens.size(0)):
+        state_next, propagate = linearise(state, x[t])
+        Q, R = torch.linalg.qr(propagate(eye) @ Q)
+        total += R.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1e-30).log2().sum(0)
+        state = state_next
+    return total / (tokens.size(0) * tokens.size(1))
 
 
 def seconds(fn) -> float:
@@ -114,6 +141,7 @@ def measure(H: int, repeats: int) -> dict:
             floor[name].append(seconds(lambda: floor_run(LAYERS * H, T + WARMUP, qr)))
         lshkit.append(seconds(lambda: model_spectrum(model, tokens, stable_warmup=True, **paper)))
     authors = seconds(lambda: model_spectrum(model, tokens, **paper))
+    algorithm = seconds(lambda: authors_algorithm(model, tokens))
     top = seconds(lambda: model_spectrum(model, tokens, stable_warmup=True, k=TOP_K, **paper))
     err = {}
     for stable in (True, False):
@@ -122,7 +150,7 @@ def measure(H: int, repeats: int) -> dict:
         err[stable] = (runs[0].double() - runs[1]).abs().max().item()
     return {"H": H, "N": LAYERS * H, "lshkit": min(lshkit) / K, "floor": min(floor["linalg.qr"]) / K,
             "floor_geqrf": min(floor["geqrf"]) / K,
-            "authors": authors / K, "top": top / K, "err": err[True], "err_authors": err[False]}
+            "authors": authors / K, "algorithm": algorithm / K, "top": top / K, "err": err[True], "err_authors": err[False]}
 
 
 def main() -> None:
@@ -138,11 +166,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2-layer LSTM, K={K}, T={T}, "
           f"warm-up {WARMUP}, paper convention, float32; seconds per sample")
     print(f"{'H':>5} {'N':>5} {'lshkit':>8} {'floor':>8} {'ratio':>6} {'floor_geqrf':>11} {'ratio_geqrf':>11} "
-          f"{'authors':>8} {'top' + str(TOP_K):>7} {'err':>8} {'err_authors':>11}")
+          f"{'authors':>8} {'their_alg':>9} {'alg/lshkit':>10} {'top' + str(TOP_K):>7} {'err':>8} {'err_authors':>11}")
     for H in args.sizes:
         r = measure(H, args.repeats)
         print(f"{r['H']:>5} {r['N']:>5} {r['lshkit']:>8.3f} {r['floor']:>8.3f} {r['lshkit'] / r['floor']:>6.3f} "
               f"{r['floor_geqrf']:>11.3f} {r['lshkit'] / r['floor_geqrf']:>11.3f} {r['authors']:>8.3f} "
+              f"{r['algorithm']:>9.3f} {r['algorithm'] / r['lshkit']:>10.2f} "
               f"{r['top']:>7.3f} {r['err']:>8.1e} {r['err_authors']:>11.1e}", flush=True)
     H = max(args.sizes)
     N = LAYERS * H

@@ -20,7 +20,9 @@ import statistics
 
 import torch
 
-from lshkit.search import SearchConfig, _Units, resolve_device
+from lshkit.env import resolve_device
+from lshkit.search import SearchConfig, TrainingRunner
+from lshkit.search.runner import candidate_configs
 from lshkit.train import Trainer
 
 
@@ -41,29 +43,28 @@ def main() -> None:
     device = resolve_device(args.device)
     cfg = SearchConfig(model=args.model, scale=args.scale, ls_convention=args.ls_convention,
                        budget="smoke" if args.scale == "smoke" else "low").resolved(device)
-    units = _Units(cfg, queue=None, device=device, checkpoints=None, reference_dir=None)
+    units = TrainingRunner(cfg, ".", device=device)
     corpus = units.corpus
     # The search's sparse candidate: the authors' best configuration (any one times the same).
-    train_cfg, sparse = units.candidate_configs(
-        {"sparse_init": "ER", "growth": "random", "death": "global_magnitude",
-         "redistribution": "nonzeros", "death_rate": 0.7})
+    train_cfg, sparse = candidate_configs(cfg, {"sparse_init": "ER", "growth": "random",
+                                                "death": "global_magnitude",
+                                                "redistribution": "nonzeros", "death_rate": 0.7})
     full_steps = math.ceil((len(corpus.train) // train_cfg.batch_size - 1) / train_cfg.bptt)
     shortened = 0 < args.steps < full_steps
     if shortened:
         keep = args.steps * train_cfg.bptt * train_cfg.batch_size + train_cfg.batch_size
         corpus = dataclasses.replace(corpus, train=corpus.train[:keep])
 
-    with units.threads():
-        trainer = Trainer(train_cfg, corpus, sparse, device=device, progress=False)
-        if shortened:
-            trainer.train_epoch()  # warm-up: first-call allocations and kernel selection
-        record = trainer.train_epoch()
-        compute_ls = units.ls_callback()
-        ls_times = []
-        for _ in range(args.repeats):
-            rec = {}
-            compute_ls(trainer, rec)
-            ls_times.append(rec["ls_seconds"])
+    trainer = Trainer(train_cfg, corpus, sparse, device=device, progress=False)
+    if shortened:
+        trainer.train_epoch()  # warm-up: first-call allocations and kernel selection
+    record = trainer.train_epoch()
+    compute_ls = units.ls_callback()
+    ls_times = []
+    for _ in range(args.repeats):
+        rec = {}
+        compute_ls(trainer, rec)
+        ls_times.append(rec["ls_seconds"])
     train = record["train_seconds"] * (full_steps / trainer.steps_per_epoch)
     valid = record["eval_seconds"]
     ls = statistics.median(ls_times)

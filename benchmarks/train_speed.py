@@ -1,4 +1,4 @@
-"""Training speed, dense against dynamically sparse (issue 3 "Speed").
+"""Training speed, dense against dynamically sparse.
 
 The same 2-layer StackedLSTM (embedding = H, vocabulary 10,000, the paper preset's
 dropouts (0, 0.65, 0.65, 0.65)) is trained with :func:`lshkit.train.train_step`,

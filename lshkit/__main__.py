@@ -12,17 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 # The choices are spelled out here so that parsing (and refusing a bad value) happens before
 # torch, Optuna and scikit-learn are imported; tests/test_cli.py checks them against the modules.
 MODELS = ("lstm", "rhn")
-SCALES = ("smoke", "cpu", "paper", "auto")
+SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = ("smoke", "low", "moderate", "high")
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 RANKINGS = ("ls", "loss")
 EMBEDDINGS = ("pca", "tsne", "raw", "same_epoch")
 DISTANCES = ("l2", "cos")
+EMBEDDING_FITS = ("candidate", "joint")
 LS_CONVENTIONS = ("paper", "full")
+ATLAS_SCALES = ("atlas", "smoke", "cpu", "paper")
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -41,7 +44,8 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                    help="stacked LSTM or RHN (paper Table A1). Default: %(default)s")
     g.add_argument("--scale", choices=SCALES, default="auto",
                    help="smoke: generated corpus, tiny models; cpu: PTB, a model whose epoch takes "
-                        "minutes on 2 cores; paper: Table A1; auto: paper on CUDA, else cpu. "
+                        "minutes on 2 cores; atlas: the scale of the tabulated atlas (2x128 LSTM, "
+                        "30 short epochs); paper: Table A1; auto: paper on CUDA, else cpu. "
                         "Default: %(default)s")
     g.add_argument("--budget", choices=BUDGETS, default="low",
                    help="initial pool: smoke 8 (smoke scale, E=1, about a minute), low 24, moderate 30, "
@@ -57,6 +61,10 @@ def _config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embedding", choices=EMBEDDINGS, default="pca",
                    help="LS space (paper App. B): pca (2-D), tsne, raw LS, or same_epoch (plain L2 to "
                         "the reference at the same epoch, the authors' code). Default: %(default)s")
+    g.add_argument("--embedding-fit", choices=EMBEDDING_FITS, default="candidate",
+                   help="candidate: one embedding per candidate over the reference and its LS history, "
+                        "as Appendix B writes it; joint: one over the reference and every history. "
+                        "Default: %(default)s")
     g.add_argument("--distance", choices=DISTANCES, default="l2",
                    help="distance in the LS space. Default: %(default)s")
     g.add_argument("--epochs-per-round", type=int, default=None, metavar="E",
@@ -77,7 +85,7 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                         "of the whole state. Default: %(default)s")
     g.add_argument("--stable-warmup", action=argparse.BooleanOptionalAction, default=True,
                    help="orthonormalise during the LS warm-up (--no-stable-warmup: the authors' "
-                        "ill-posed warm-up, REFERENCE §3). Default: on")
+                        "ill-posed warm-up, README, 'The Lyapunov spectrum'). Default: on")
     g.add_argument("--final-survivors", type=int, default=2,
                    help="candidates trained fully at the end (the authors: 2). Default: %(default)s")
     g.add_argument("--final-epochs", type=int, default=None,
@@ -122,12 +130,16 @@ def _run_options(p: argparse.ArgumentParser, *, storage: bool = True) -> None:
                    help="seconds without a heartbeat after which another process's unit of work is "
                         "taken over (a dead process on this machine is noticed at once). "
                         "Default: %(default)s")
+    g.add_argument("--replace", action="store_true",
+                   help="start a new search in an --out folder that holds a finished search with other "
+                        "options (its files are replaced)")
     g.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lshkit", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{search,reference,full-search}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{search,reference,full-search,atlas,replay,notebooks}")
     parser.commands = {}
     p = parser.commands["search"] = sub.add_parser("search", help="run, resume or join an LSH search",
                        description="LS-based Hyperpruning (paper §3.2): rank pruned candidates by the "
@@ -146,10 +158,55 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(p)
     p.add_argument("--max-candidates", type=int, default=None,
                    help="give up after this many candidates. Default: the pool size")
+    p = parser.commands["atlas"] = sub.add_parser(
+        "atlas", help="build the tabulated atlas of candidates, or say how far it is",
+        description="Train every candidate of the atlas space once, recording every epoch "
+                    "(lshkit.atlas); a build skips finished candidates, so a killed one resumes.")
+    p.add_argument("action", choices=("build", "status"), help="build: train what is missing; status: "
+                   "what is done, what is missing, measured seconds per candidate")
+    p.add_argument("--scale", choices=ATLAS_SCALES, default="atlas",
+                   help="TrainConfig preset of the candidates. Default: %(default)s")
+    p.add_argument("--root", default=None, help="atlas folder. Default: results/atlas/<scale>")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, one torch thread each. Default: %(default)s")
+    p.add_argument("--limit", type=int, default=None, help="build at most this many candidates now")
+    p.add_argument("--data-dir", default=None,
+                   help="where the corpus files are. Default: $LSHKIT_DATA_DIR, then data/")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = parser.commands["replay"] = sub.add_parser(
+        "replay", help="replay a search on the atlas, as many times as statistics need",
+        description="The same search as `search`, with every candidate's training read from the "
+                    "tabulated atlas (lshkit.replay) and a simulated clock; one set of tidy files "
+                    "per repeat and replays.csv across them.")
+    g = p.add_argument_group("what to replay")
+    g.add_argument("--atlas", default="results/atlas/atlas", help="atlas folder. Default: %(default)s")
+    g.add_argument("--budget", choices=BUDGETS, default="low",
+                   help="initial pool: low 24, moderate 30, high 40 (Table 2). Default: %(default)s")
+    g.add_argument("--pool", type=int, default=None, help="initial pool size, overriding --budget's")
+    g.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Default: %(default)s")
+    g.add_argument("--ranking", choices=RANKINGS, default="ls", help="Default: %(default)s")
+    g.add_argument("--embedding", choices=EMBEDDINGS, default="pca", help="Default: %(default)s")
+    g.add_argument("--embedding-fit", choices=EMBEDDING_FITS, default="candidate", help="Default: %(default)s")
+    g.add_argument("--distance", choices=DISTANCES, default="l2", help="Default: %(default)s")
+    g.add_argument("--ls-convention", choices=LS_CONVENTIONS, default="paper", help="Default: %(default)s")
+    g.add_argument("--epochs-per-round", type=int, default=None, metavar="E",
+                   help="epochs between removals. Default: 3 (the paper)")
+    g.add_argument("--repeats", type=int, default=100, help="replays, seeds --seed onwards. Default: %(default)s")
+    g.add_argument("--seed", type=int, default=0, help="first seed. Default: %(default)s")
+    g.add_argument("--out", required=True, help="results folder: seed-<k>/ per repeat, replays.csv, summary.json")
+    g.add_argument("--no-repeat-files", action="store_true", help="write replays.csv and summary.json only")
+    p = parser.commands["notebooks"] = sub.add_parser(
+        "notebooks", help="run every notebook at one budget and write an index of what each produced",
+        description="Every notebook in notebooks/ run headless with papermill at --budget; the executed "
+                    "copies and index.md (status and wall time of each) go into --out.")
+    p.add_argument("--budget", choices=BUDGETS, default="smoke", help="Default: %(default)s")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="these notebooks only (names without .ipynb)")
+    p.add_argument("--out", default=None, help="Default: results/notebooks/<budget>")
     return parser
 
 
-_CONFIG_FIELDS = ("model", "scale", "budget", "pool", "sampler", "ranking", "embedding", "distance",
+_CONFIG_FIELDS = ("model", "scale", "budget", "pool", "sampler", "ranking", "embedding", "embedding_fit",
+                  "distance",
                   "epochs_per_round", "rounds", "sparsity", "seed", "ls_samples", "ls_steps",
                   "ls_convention", "stable_warmup", "final_survivors", "final_epochs", "target_ppl", "eta")
 
@@ -158,21 +215,56 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = parser.commands[args.command]
+    if args.command == "atlas":
+        return _atlas(args, command)
+    if args.command == "replay":
+        return _replay(args, command)
+    if args.command == "notebooks":
+        return _notebooks(args, command)
+    from optuna.exceptions import StorageInternalError
+
     from lshkit import search as S
-    from lshkit.train import perplexity
+    from lshkit.env import resolve_device
+    from lshkit.storage import check_workers, default_storage_url
 
     try:
         config = S.SearchConfig(**{k: getattr(args, k) for k in _CONFIG_FIELDS},
                                 train_overrides=dict(args.train_override))
-        device = S.resolve_device(args.device)
+        device = resolve_device(args.device)
         resolved = config.resolved(device)
         if args.command != "reference":
             if args.command == "full-search" and resolved.target_ppl is None:
                 raise ValueError("full-search needs --target-ppl")
             out = args.out or f"results/search/{resolved.study_name('full' if args.command == 'full-search' else 'lsh')}"
-            S.check_workers(args.storage or S.default_storage_url(out), args.workers)
+            if args.storage is not None and not args.storage.strip():
+                raise ValueError("--storage is empty; leave it out for the default (a SQLite file in --out)")
+            if not args.stale_after > 0:
+                raise ValueError(f"--stale-after={args.stale_after} is not valid; it must be a positive "
+                                 "number of seconds")
+            check_workers(args.storage or default_storage_url(out), args.workers)
+            _check_out(Path(out), resolved, args.replace)
     except (ValueError, ImportError) as err:
         command.error(str(err))
+
+    try:
+        return _run(args, command, config, device, out if args.command != "reference" else None)
+    except (ValueError, OSError, RuntimeError, StorageInternalError) as err:  # data, disk, storage: one line
+        print(f"{command.prog}: error: {_cause(err)}", file=sys.stderr)
+        return 1
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost message of an exception chain: Optuna's StorageInternalError says "invalid
+    data in the commit" where SQLite said "attempt to write a readonly database"."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+def _run(args, command, config, device, out) -> int:
+    from lshkit import search as S
+    from lshkit.baselines import full_training_search
+    from lshkit.train import perplexity
 
     if args.command == "reference":
         result = S.train_reference(config, device=device, reference_dir=args.reference_dir)
@@ -183,7 +275,7 @@ def main(argv=None) -> int:
     if args.command == "full-search":
         if args.workers != 1:
             command.error("full-search trains one candidate at a time: --workers must be 1")
-        summary = S.full_training_search(config, out, max_candidates=args.max_candidates,
+        summary = full_training_search(config, out, max_candidates=args.max_candidates,
                                          storage=args.storage, device=device,
                                          checkpoints=args.checkpoints, progress=progress)
         if not args.quiet:
@@ -195,7 +287,105 @@ def main(argv=None) -> int:
                            progress=progress, stale_after=args.stale_after)
     if not args.quiet:
         _print_summary(summary, out)
+    return 0 if summary["selected"] is not None else 1
+
+
+def _check_out(out: Path, config, replace: bool) -> None:
+    """--out must be a folder this search can write, and not hold another finished search."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    summary = out / "summary.json"
+    if summary.exists() and not replace:
+        from lshkit.io import read_json
+
+        theirs = json.loads(read_json(summary).get("config_json", "{}"))
+        ours = json.loads(config.to_json())
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        if differ:
+            raise ValueError(f"--out {out} holds a finished search with other options ({', '.join(differ)}); "
+                             "use another folder, or --replace to start a new search there")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be created: {err.strerror}") from err
+
+
+def _atlas(args, command) -> int:
+    from lshkit import atlas
+
+    root = args.root or str(atlas.ATLAS_ROOT / args.scale)
+    if args.action == "status":
+        try:
+            status = atlas.atlas_status(root)
+        except (FileNotFoundError, ValueError) as err:
+            command.error(str(err))
+        missing = status["missing"]
+        print(f"atlas {root} (scale {status['scale']}): {status['done']} of {status['total']} candidates "
+              f"done{' (complete)' if status['complete'] else ''}, {len(status['failed'])} failed")
+        print(f"measured: {status['seconds_per_candidate']:.0f} s per candidate on one worker, "
+              f"{status['seconds_total'] / 3600:.2f} h in all; missing would take about "
+              f"{status['remaining_seconds_one_worker'] / 3600:.2f} worker-hours")
+        if missing:
+            print("missing: " + ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        return 0
+    try:
+        spec = atlas.AtlasSpec(scale=args.scale)
+        if args.workers < 1 or (args.limit is not None and args.limit < 1):
+            raise ValueError(f"--workers={args.workers} and --limit={args.limit} must be positive")
+    except ValueError as err:
+        command.error(str(err))
+    built = atlas.build_atlas(spec, root, workers=args.workers, data_dir=args.data_dir, limit=args.limit,
+                              progress=False if args.quiet else None)
+    print(f"built {len(built)} candidate(s) into {root}")
     return 0
+
+
+def _replay(args, command) -> int:
+    from lshkit.atlas import load_atlas
+    from lshkit.replay import replay_many
+
+    fields = {k: getattr(args, k) for k in ("budget", "pool", "sampler", "ranking", "embedding",
+                                           "embedding_fit", "distance", "ls_convention", "epochs_per_round")}
+    try:
+        atlas = load_atlas(args.atlas)
+        frame = replay_many(atlas, args.out, repeats=args.repeats, first_seed=args.seed,
+                            write_repeats=not args.no_repeat_files, **fields)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        command.error(str(err).strip('"'))
+    ppl = frame.test_ppl
+    print(f"{len(frame)} replays of {args.sampler} + {args.ranking} at budget {args.budget} on {args.atlas}: "
+          f"test ppl {ppl.mean():.2f} (sd {ppl.std():.2f}), {frame.decision_seconds.mean():.3f} s per replay; "
+          f"records: {args.out}")
+    return 0
+
+
+def _notebooks(args, command) -> int:
+    import time
+
+    import papermill
+
+    folder = Path(__file__).resolve().parent.parent / "notebooks"
+    names = sorted(p.stem for p in folder.glob("*.ipynb"))
+    unknown = sorted(set(args.only or ()) - set(names))
+    if not names or unknown:
+        command.error(f"no notebook named {unknown} in {folder}; valid: {names}")
+    out = Path(args.out or f"results/notebooks/{args.budget}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failed = [], 0
+    for name in args.only or names:
+        start, status = time.perf_counter(), "done"
+        try:
+            papermill.execute_notebook(str(folder / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                                       parameters={"budget": args.budget}, progress_bar=False,
+                                       kernel_name="python3")
+        except Exception as err:  # a failing notebook is reported, and the others still run
+            status, failed = f"failed: {type(err).__name__}", failed + 1
+        rows.append(f"| [{name}]({name}.ipynb) | {status} | {time.perf_counter() - start:.0f} s |")
+        print(rows[-1], flush=True)
+    index = ["# Notebooks at budget " + args.budget, "", "| notebook | status | wall |", "|---|---|---|", *rows]
+    (out / "index.md").write_text("\n".join(index) + "\n")
+    print(f"index: {out / 'index.md'}")
+    return 1 if failed else 0
 
 
 def _print_summary(summary: dict, out: str) -> None:
@@ -203,7 +393,8 @@ def _print_summary(summary: dict, out: str) -> None:
     lines = [f"LSH search {summary['study']} ({summary['candidates']} candidates, {summary['rounds']} "
              f"rounds, {summary['failed']} failed)"]
     if summary["selected"] is None:
-        lines.append("no candidate survived the final training")
+        lines.append("no candidate survived the final training" if summary["survivors"]
+                     else "no candidate survived the selection: every one failed")
     else:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in summary["selected"].items())

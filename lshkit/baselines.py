@@ -1,14 +1,17 @@
 """LSH beside its baselines: paper Table 1, Fig. 3 left ("Robustness") and Fig. 3 right
-("Time Efficiency"); REFERENCE §6.
+("Time Efficiency"); paper Tables 1-4, B2 and Fig. 3.
 
 - :func:`train_fixed` trains one fixed configuration fully: the dense model (read from the
   search's dense-reference cache, :func:`lshkit.search.train_reference`, never trained twice)
   or a pruned one such as the Selfish-RNN default (:func:`selfish_rnn_config`), resumably.
 - :func:`compare_methods` is one model's rows of Table 1: dense, Selfish-RNN default, LSH pick.
+- :func:`compare_mos` is Table 1's AWD-LSTM-MoS row (dense and Selfish-RNN trained fully; no LSH
+  pick while :mod:`lshkit.search` does not take the model), on the data :func:`mos_train_config`
+  finds: WikiText-2 where present, PTB otherwise.
 - :func:`robustness` is Fig. 3 left: over pruning ratios, LSH (TPE, LS ranking) against TPE
   with loss ranking, the Selfish-RNN default and the dense model.
 - :func:`time_to_target` is Fig. 3 right: the compute time LSH and the loss-based
-  full-training search (:func:`lshkit.search.full_training_search`) need to reach a target
+  full-training search (:func:`full_training_search`) need to reach a target
   validation perplexity, as curves over every target (:func:`lsh_time_curve`,
   :func:`full_training_time_curve`, :func:`time_to_reach`).
 
@@ -19,7 +22,6 @@ CI's minute on 2 cores. Smoke numbers exercise the code; they say nothing about 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,23 +29,25 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from lshkit import paper
-from lshkit.checks import check_number, check_positive_int
+from lshkit.checks import check_choice, check_int, check_number, check_positive_int
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
-from lshkit.io import read_json, write_csv, write_json
-from lshkit.models import MODEL_KINDS
-from lshkit.search import (SearchConfig, full_training_search, reference_key, resolve_device,
-                           run_search, train_reference)
+from lshkit.env import resolve_device
+from lshkit.io import read_json, versions, write_csv, write_json
+from lshkit.samplers import Observation, make_sampler
+from lshkit.search import MODELS as SEARCH_MODELS
+from lshkit.search import SearchConfig, run_search
+from lshkit.search.runner import TrainingRunner, candidate_configs, reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized
-from lshkit.train import Trainer, TrainingDiverged, perplexity
+from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSITIES", "SMOKE_FIELDS",
            "TARGET_FACTOR", "SPEEDUP_HOLDS", "sized", "selfish_rnn_config", "train_fixed",
            "compare_methods", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
-           "full_training_time_curve", "time_to_reach", "time_to_target", "awd_mos_unavailable",
+           "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
+           "SELFISH_RNN_MOS", "MOS_SMOKE_EPOCHS", "mos_lsh_unavailable", "mos_train_config", "compare_mos",
            "table1_claim", "robustness_claim", "speedup_holds"]
 
 #: Table 1's methods, in its column order, with the labels the notebooks print.
@@ -87,19 +91,6 @@ def selfish_rnn_config(config: SearchConfig, device="auto") -> SparseConfig:
     return SparseConfig(density=round(1.0 - cfg.sparsity, 12), **paper.SELFISH_RNN_DEFAULT[cfg.model])
 
 
-@contextlib.contextmanager
-def _threads(scale: str):
-    # As the search's units: smoke models are so small that a second OpenMP thread only adds
-    # synchronisation, which collapses when the cores are shared.
-    threads = torch.get_num_threads()
-    if scale == "smoke":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _seconds(record: dict) -> float:
     return sum(record.get(k) or 0.0 for k in ("train_seconds", "eval_seconds", "ls_seconds"))
 
@@ -130,33 +121,46 @@ def train_fixed(config: SearchConfig, sparse: SparseConfig | None, out, *, devic
         raise ValueError(f"sparse.density={sparse.density!r} does not match config.sparsity={cfg.sparsity!r} "
                          f"(density {1.0 - cfg.sparsity:g}); give a SparseConfig at that density")
     train_cfg = cfg.train_config()
-    configs = [train_cfg.to_dict(), None if sparse is None else sparse.to_dict()]
-    key = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:10]
+    key, configs = _config_key(train_cfg, sparse)
     folder = Path(out) / key
     if (folder / "summary.json").exists():
         return read_json(folder / "summary.json")
 
-    status, reason, valid_loss, test_loss = "ok", None, None, None
     if sparse is None:
         ref = train_reference(cfg, device=dev, reference_dir=reference_dir)
-        records, valid_loss, test_loss = ref["records"], ref["valid_loss"], ref["test_loss"]
+        outcome = ("ok", None, ref["valid_loss"], ref["test_loss"], ref["records"])
         source = f"dense reference {reference_key(cfg)}"
     else:
+        outcome = _fit(train_cfg, sparse, cfg.final_epochs, folder, dev, progress)
         source = "trained"
-        with _threads(cfg.scale):
-            trainer = Trainer(train_cfg, load_corpus(train_cfg.dataset), sparse, device=dev, progress=progress)
-            try:
-                trainer.fit(cfg.final_epochs, checkpoint=folder / "checkpoint.pt")
-                valid_loss, test_loss = trainer.evaluate("valid"), trainer.evaluate("test")
-            except TrainingDiverged as err:
-                status, reason = "failed", err.reason
-        records = trainer.history
-    records = [{k: v for k, v in r.items() if k not in ("ls", "ls_info")} for r in records]
+    return _summarise(folder, key, configs, sparse, source, *outcome)
+
+
+def _config_key(train_cfg: TrainConfig, sparse: SparseConfig | None) -> tuple[str, list]:
+    configs = [train_cfg.to_dict(), None if sparse is None else sparse.to_dict()]
+    return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:10], configs
+
+
+def _fit(train_cfg, sparse, epochs, folder, device, progress):
+    """Train ``train_cfg`` (dense when ``sparse`` is None) for ``epochs``, checkpointing into
+    ``folder`` after every epoch. Returns (status, reason, valid_loss, test_loss, records)."""
+    status, reason, valid_loss, test_loss = "ok", None, None, None
+    trainer = Trainer(train_cfg, load_corpus(train_cfg.dataset), sparse, device=device, progress=progress)
+    try:
+        trainer.fit(epochs, checkpoint=folder / "checkpoint.pt")
+        valid_loss, test_loss = trainer.evaluate("valid"), trainer.evaluate("test")
+    except TrainingDiverged as err:
+        status, reason = "failed", err.reason
+    return status, reason, valid_loss, test_loss, trainer.history
+
+
+def _summarise(folder, key, configs, sparse, source, status, reason, valid_loss, test_loss, records) -> dict:
+    records = [{k: v for k, v in r.items() if k not in ("ls", "ls_info", "ls_settings")} for r in records]
     summary = {
         "status": status, "reason": reason,
         "valid_ppl": None if valid_loss is None else perplexity(valid_loss),
         "test_ppl": None if test_loss is None else perplexity(test_loss),
-        "epochs": len(records), "seconds": sum(_seconds(r) for r in records),
+        "epochs": records[-1]["epoch"] if records else 0, "seconds": sum(_seconds(r) for r in records),
         "density": 1.0 if sparse is None else sparse.density,
         "train_config": configs[0], "sparse_config": configs[1], "source": source, "key": key,
         "records": records,
@@ -198,16 +202,80 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
                           "configuration": c} for m, s, st, v, t, sec, c in rows])
 
 
-def awd_mos_unavailable() -> str:
-    """Why Table 1's AWD-LSTM-MoS / WikiText-2 row has no number of ours: lshkit has no such
-    model, and, where it is so, the WikiText-2 files are not here either."""
-    reason = (f"lshkit has no AWD-LSTM-MoS model (lshkit.models builds {', '.join(MODEL_KINDS)}), "
-              "so the row is not run")
+#: The Selfish-RNN configuration of the AWD-LSTM-MoS row. Their README reports the MoS result
+#: (sparsity 0.55, test 63.05) without its command; its one command for an AWD-LSTM model at
+#: that sparsity (ONLSTM) is uniform / random / magnitude / none with death rate 0.5, as the RHN's.
+SELFISH_RNN_MOS = {"sparse_init": "uniform", "growth": "random", "death": "magnitude",
+                   "redistribution": "none", "death_rate": 0.5}
+#: Epochs of the smoke MoS row: as every smoke training (SMOKE_OVERRIDES' final_epochs).
+MOS_SMOKE_EPOCHS = SMOKE_OVERRIDES["final_epochs"]
+
+
+def mos_lsh_unavailable() -> str | None:
+    """Why the AWD-LSTM-MoS row has no LSH pick of ours (None once the search takes the model)."""
+    if "awd_mos" in SEARCH_MODELS:
+        return None
+    return (f"lshkit.search.SearchConfig takes models {list(SEARCH_MODELS)} only, so no LSH search "
+            "runs on AWD-LSTM-MoS")
+
+
+def mos_train_config(budget: str, scale: str = "auto", seed: int = 0, device="auto") -> tuple[TrainConfig, str]:
+    """The TrainConfig of Table 1's AWD-LSTM-MoS row and a sentence saying which data and scale.
+
+    ``budget="smoke"``: the smoke preset (a 64, 64, 48 stack, 3 experts) on the generated
+    corpus for :data:`MOS_SMOKE_EPOCHS` epochs. Otherwise ``scale`` ("auto": paper on CUDA, cpu
+    elsewhere) on WikiText-2 where its files are found or can be downloaded (the paper's data),
+    on PTB otherwise."""
+    check_choice("budget", budget, ("smoke", *paper.BUDGET_POOL))
+    check_choice("scale", scale, ("auto", "cpu", "paper"))
+    dev = resolve_device(device)
+    if budget == "smoke":
+        cfg = TrainConfig.preset("smoke", "awd_mos").replace(seed=seed, epochs=MOS_SMOKE_EPOCHS)
+        return cfg, f"smoke: the generated corpus, {cfg.epochs} epochs, which say nothing about the method"
+    if scale == "auto":
+        scale = "paper" if dev.type == "cuda" else "cpu"
     try:
-        load_corpus("wikitext2", download=False)
+        load_corpus("wikitext2")
+        dataset, why = "wikitext2", "WikiText-2, the paper's data"
     except FileNotFoundError:
-        reason += "; the WikiText-2 files are not found here either (set LSHKIT_DATA_DIR)"
-    return reason
+        dataset, why = "ptb", "PTB: the WikiText-2 files are not here (set LSHKIT_DATA_DIR)"
+    cfg = TrainConfig.preset(scale, "awd_mos").replace(dataset=dataset, seed=seed)
+    return cfg, f"{scale} scale on {why}, {cfg.epochs} epochs"
+
+
+def compare_mos(train_cfg: TrainConfig, out, *, device="auto", progress: bool | None = None) -> pd.DataFrame:
+    """Table 1's AWD-LSTM-MoS row on ``train_cfg`` (:func:`mos_train_config`): the dense model and
+    the Selfish-RNN configuration (:data:`SELFISH_RNN_MOS`) at Table A1's sparsity (0.55), each
+    trained fully for ``train_cfg.epochs``, resumably, into ``out/dense`` and ``out/selfish_rnn``
+    (a folder per configuration key, as :func:`train_fixed`); and the LSH row, not run while the
+    search does not take the model (:func:`mos_lsh_unavailable`). Columns as
+    :func:`compare_methods`, plus ``reason`` (why a row has no number)."""
+    if not isinstance(train_cfg, TrainConfig) or train_cfg.model != "awd_mos":
+        raise ValueError(f"train_cfg must be an AWD-LSTM-MoS TrainConfig (model 'awd_mos'); got {train_cfg!r}")
+    dev = resolve_device(device)
+    sparsity = paper.SPARSITY["awd_mos"]
+    rows = []
+    # The Selfish-RNN configuration first, as compare_methods.
+    for method, sparse in (("selfish_rnn", SparseConfig(density=round(1.0 - sparsity, 12), **SELFISH_RNN_MOS)),
+                           ("dense", None)):
+        key, configs = _config_key(train_cfg, sparse)
+        folder = Path(out) / method / key
+        if (folder / "summary.json").exists():
+            summary = read_json(folder / "summary.json")
+        else:
+            outcome = _fit(train_cfg, sparse, train_cfg.epochs, folder, dev, progress)
+            summary = _summarise(folder, key, configs, sparse, "trained", *outcome)
+        rows.append({"method": method, "sparsity": 0.0 if sparse is None else sparsity,
+                     "status": summary["status"], "valid_ppl": summary["valid_ppl"],
+                     "test_ppl": summary["test_ppl"], "seconds": summary["seconds"],
+                     "configuration": "" if sparse is None else json.dumps(SELFISH_RNN_MOS, sort_keys=True),
+                     "reason": summary["reason"]})
+    rows.append({"method": "lsh", "sparsity": sparsity, "status": "not run", "valid_ppl": None, "test_ppl": None,
+                 "seconds": None, "configuration": "", "reason": mos_lsh_unavailable()})
+    rows.sort(key=lambda r: list(METHODS).index(r["method"]))
+    return pd.DataFrame([{"model": "awd_mos", "dataset": train_cfg.dataset, "method": r["method"],
+                          "label": METHODS[r["method"]], **{k: v for k, v in r.items() if k != "method"}}
+                         for r in rows])
 
 
 def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
@@ -416,3 +484,72 @@ def speedup_holds(result: dict) -> bool:
     """Fig. 3 right's claim ("about 10x", 150 h vs 15 h) in ours: a speed-up of at least
     :data:`SPEEDUP_HOLDS` (5); False when LSH never reached the target."""
     return result["speedup"] is not None and result["speedup"] >= SPEEDUP_HOLDS
+
+
+def full_training_search(config: SearchConfig, out, *, target_ppl: float | None = None,
+                         max_candidates: int | None = None, storage: str | None = None,
+                         device="auto", checkpoints=None, progress: bool | None = None) -> dict:
+    """The loss-based full-training search of Fig. 3 (right): candidates proposed by
+    ``config.sampler`` (the first by ``initial``, then ``propose`` with every finished
+    candidate's best validation loss as its score) are trained one after another to
+    ``final_epochs``, until one reaches validation perplexity ``target_ppl`` (default
+    ``config.target_ppl``); that candidate stops at the epoch it does. At most
+    ``max_candidates`` (default: the pool size). Records ``full_training.csv`` (one row per
+    candidate-epoch with the cumulative compute seconds) and ``full_training.json``.
+    Resumable like the search (its own jobs study in ``storage``)."""
+    target = config.target_ppl if target_ppl is None else target_ppl
+    if target is None or not target > 1:
+        raise ValueError(f"target_ppl must be a perplexity > 1; got {target!r}")
+    runner = TrainingRunner(dataclasses.replace(config, target_ppl=target), out, storage=storage,
+                            device=device, checkpoints=checkpoints, prefix="full")
+    cfg = runner.config
+    sampler = make_sampler(cfg.sampler, cfg.search_space(), cfg.seed)
+    limit = cfg.pool if max_candidates is None else max_candidates
+    check_int("max_candidates", limit, low=1)
+    runner.open()
+
+    def train_until_target(job):
+        spec = job.spec
+        trainer_cfg, sparse = candidate_configs(cfg, spec["params"])
+        trainer = Trainer(trainer_cfg, runner.corpus, sparse, device=runner.device, progress=False)
+        path = runner.checkpoints / f"c{spec['candidate']:04d}.pt"
+        if path.exists():
+            trainer.load(path)
+        status, reason = "ok", None
+        while trainer.epoch < cfg.final_epochs and not any(r["valid_ppl"] <= target for r in trainer.history):
+            try:
+                trainer.train_epoch()
+            except TrainingDiverged as err:
+                status, reason = "failed", err.reason
+                break
+            trainer.save(path)
+            runner.queue.heartbeat(job.trial_id, epoch=trainer.epoch)
+        return {"status": status, "reason": reason, "records": trainer.history}
+
+    history, rows, cumulative, reached = [], [], 0.0, None
+    for i in range(limit):
+        params = sampler.initial(1) if i == 0 else sampler.propose(1, history)
+        if not params:
+            break
+        spec = {"kind": "full", "candidate": i, "params": params[0]}
+        result = runner.queue.run({f"full-c{i}": spec}, train_until_target)[f"full-c{i}"]
+        best = math.inf
+        for rec in result["records"]:
+            cumulative += rec.get("train_seconds", 0.0) + rec.get("eval_seconds", 0.0)
+            best = min(best, rec.get("valid_loss", math.inf))
+            rows.append({"candidate": i, **params[0], "epoch": rec["epoch"], "valid_ppl": rec.get("valid_ppl"),
+                         "train_seconds": rec.get("train_seconds"), "eval_seconds": rec.get("eval_seconds"),
+                         "cumulative_seconds": cumulative, "status": "failed" if rec.get("failed") else "ok"})
+            if reached is None and rec.get("valid_ppl", math.inf) <= target:
+                reached = {"candidate": i, "params": params[0], "epoch": rec["epoch"],
+                           "valid_ppl": rec["valid_ppl"], "time_to_target_seconds": cumulative}
+        history.append(Observation(params[0], best if math.isfinite(best) else math.inf, True,
+                                   len(result["records"])))
+        if reached is not None:
+            break
+    summary = {"target_ppl": target, "reached": reached is not None, "result": reached,
+               "candidates_trained": len(history), "total_seconds": cumulative,
+               "config": cfg.to_dict(), "versions": versions()}
+    write_csv(Path(out) / "full_training.csv", pd.DataFrame(rows))
+    write_json(Path(out) / "full_training.json", summary)
+    return summary

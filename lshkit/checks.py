@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_choice", "check_positive_int", "check_number"]
+__all__ = ["check_choice", "check_int", "check_positive_int", "check_number"]
 
 
 def check_choice(name: str, value, valid) -> None:
@@ -12,9 +12,17 @@ def check_choice(name: str, value, valid) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
 
 
+def check_int(name: str, value, low: int = 0, optional: bool = False) -> None:
+    """``value`` must be an integer >= ``low`` (or None where ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name}={value!r} is not valid; it must be {what}" + (" or None" if optional else ""))
+
+
 def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not valid; it must be a positive integer")
+    check_int(name, value, low=1)
 
 
 def check_number(name: str, value, *, low: float | None = None, high: float | None = None,

@@ -1,4 +1,5 @@
-"""Word-level corpora the way the paper uses them (REFERENCE §7), and a generated smoke corpus.
+"""Word-level corpora the way the paper uses them (Mikolov's PTB as PyTorch's
+word_language_model reads it), and a generated smoke corpus.
 
 PTB (Mikolov's split) and WikiText-2 are tokenised as in PyTorch's word_language_model:
 every line becomes ``line.split() + ["<eos>"]`` and one dictionary is built over train,
@@ -65,7 +66,7 @@ SMOKE_TOKENS = {"train": 60_000, "valid": 6_000, "test": 6_000}
 
 @dataclass
 class Corpus:
-    """Token ids of the three splits and the shared dictionary (REFERENCE §7)."""
+    """Token ids of the three splits and the shared dictionary (Mikolov's PTB, as PyTorch's word_language_model reads it)."""
 
     name: str
     train: torch.Tensor = field(repr=False)
@@ -127,7 +128,7 @@ def load_available(*names: str, root: str | os.PathLike | None = None, seed: int
 def batchify(data: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Cut a 1-D token stream into ``batch_size`` parallel streams, one per column: ``[L, B]``.
 
-    The tail that does not fill a whole row is dropped (REFERENCE §7); stays on ``data``'s device.
+    The tail that does not fill a whole row is dropped (as word_language_model does); stays on ``data``'s device.
     """
     if not isinstance(data, torch.Tensor) or data.dim() != 1:
         raise ValueError(f"data must be a 1-D tensor of token ids, got {_describe(data)}")
@@ -286,7 +287,7 @@ def _load_files(name: str, stamps: tuple) -> Corpus:
 
 
 def _lines(text: str):
-    # Universal newlines, as iterating over a file opened in text mode (what REFERENCE §7's
+    # Universal newlines, as iterating over a file opened in text mode (what PyTorch's word_language_model's
     # token counts were made with); str.splitlines would also split on \x0b, \x85, \u2028 ...
     return io.StringIO(text, newline=None)
 

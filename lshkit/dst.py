@@ -1,7 +1,8 @@
 """Dynamic sparse training: the Selfish-RNN method space that LSH searches, and SNT-ASGD.
 
-REFERENCE §2 (the searched space), §4 (semantics and the defects avoided here). One
-prune/regrow cycle is death (which active weights go), redistribution (how the
+The searched space is the authors' (paper §3.2, their released code); the semantics follow
+Selfish-RNN (Liu et al., ICML 2021) without the defects of its code (README, "Dynamic sparse
+training modes"). One prune/regrow cycle is death (which active weights go), redistribution (how the
 regrowth budget, the number removed, is split over layers) and growth (which inactive
 positions come back, at exactly 0). The total number of active weights set at
 initialisation never changes; a layer never grows into an active slot; every choice
@@ -37,24 +38,18 @@ def _is_real(x) -> bool:
 
 @dataclass
 class SparseConfig(JSONConfig):
-    """One point of the DST method space (REFERENCE §2, §4; paper Table A1).
+    """One point of the DST method space (paper §3.2; Selfish-RNN). Defaults: the authors' best
+    stacked-LSTM pick (their released code) at sparsity 0.67."""
 
-    Defaults are the authors' best stacked-LSTM pick (REFERENCE §2): ER / random /
-    global_magnitude / nonzeros, death rate 0.7, density 0.33 (sparsity 0.67).
-    ``death_rate`` decays to ``death_rate_final`` by a cosine over the planned cycles
-    (Selfish-RNN) or stays ``constant``. ``update_every=None`` prunes and regrows once
-    per epoch (the authors' schedule); an int N every N optimiser steps.
-    """
-
-    density: float = 0.33
-    sparse_init: str = "ER"
-    death: str = "global_magnitude"
-    growth: str = "random"
-    redistribution: str = "nonzeros"
-    death_rate: float = 0.7
-    death_rate_final: float = 0.005
-    decay: str = "cosine"
-    update_every: int | None = None
+    density: float = 0.33                # fraction of every masked weight kept (1 - sparsity)
+    sparse_init: str = "ER"              # uniform or ER (Erdős–Rényi)
+    death: str = "global_magnitude"      # magnitude, SET, threshold, global_magnitude
+    growth: str = "random"               # random, gradient (RigL), momentum
+    redistribution: str = "nonzeros"     # magnitude, nonzeros, none
+    death_rate: float = 0.7              # fraction of active weights pruned at the first cycle
+    death_rate_final: float = 0.005      # where the decay ends
+    decay: str = "cosine"                # cosine over the planned cycles (Selfish-RNN) or constant
+    update_every: int | None = None      # None: prune/regrow once per epoch (the authors); N: every N steps
 
     def __post_init__(self):
         for name, valid in (("sparse_init", SPARSE_INITS), ("death", DEATH_MODES),
@@ -117,7 +112,7 @@ def apportion(shares, total: int, caps) -> list[int]:
 
 
 def erdos_renyi_densities(shapes, density: float) -> list[float]:
-    """ER keep probabilities (REFERENCE §4, SET's Erdős–Rényi init): p_l = ε·Σshape/Πshape,
+    """ER keep probabilities (Selfish-RNN, Liu et al. ICML 2021, SET's Erdős–Rényi init): p_l = ε·Σshape/Πshape,
     i.e. ε(rows+cols)/(rows·cols) for a matrix, with ε solved so that Σ p_l·n_l equals
     density·Σ n_l; a layer whose p_l would exceed 1 is kept dense and ε is solved again
     over the rest, until no layer exceeds 1."""
@@ -139,7 +134,7 @@ def erdos_renyi_densities(shapes, density: float) -> list[float]:
 
 
 class DynamicSparsity:
-    """Masks, initialisation and prune/regrow cycles of one model (REFERENCE §4).
+    """Masks, initialisation and prune/regrow cycles of one model (Selfish-RNN, Liu et al. ICML 2021).
 
     Masked: every parameter with dim >= 2 in ``model.named_parameters()`` (embedding,
     each weight_ih/weight_hh, decoder, RHN/GRU matrices; a tied weight appears once).
@@ -424,7 +419,7 @@ _NT = "nt_asgd"
 
 
 class SNTASGD(torch.optim.Optimizer):
-    """Sparse non-monotonically triggered ASGD (REFERENCE §4; awd-lstm-lm's NT-ASGD with
+    """Sparse non-monotonically triggered ASGD (Selfish-RNN, Liu et al. ICML 2021; awd-lstm-lm's NT-ASGD with
     Selfish-RNN's per-weight lives).
 
     Plain SGD (``lr``, no momentum, L2 ``weight_decay``) until ``observe`` sees a

@@ -8,7 +8,7 @@ Paper §3.2 and Appendix B: the reference LS ``Λ̂`` and every candidate's LS h
 and candidates are ranked by ``s_i`` (nearest first). The paper's choice is a 2-D PCA with
 the L2 distance; Appendix B (Table B2) also uses t-SNE and the raw LS with L2 and cosine.
 The authors' released code instead takes the plain L2 between the candidate's LS and the
-reference's LS *at the same epoch* (REFERENCE §2): ``embedding="same_epoch"`` here.
+reference's LS *at the same epoch* (the authors' released code): ``embedding="same_epoch"`` here.
 
 Typical use::
 
@@ -31,6 +31,9 @@ from sklearn.manifold import TSNE
 EMBEDDINGS = ("pca", "tsne", "raw")
 SPACES = EMBEDDINGS + ("same_epoch",)
 DISTANCES = ("l2", "cos")
+#: "candidate": one fit per candidate over the reference and that candidate's history, as the
+#: Appendix B equation writes it; "joint": one fit over the reference and every history.
+FITS = ("candidate", "joint")
 
 
 def _check_choice(kind: str, value, valid) -> None:
@@ -177,12 +180,16 @@ class LSSpace:
     embedding: str
     reference: np.ndarray
     points: dict[Hashable, np.ndarray]
+    references: dict[Hashable, np.ndarray] | None = None  # per-candidate fits: each one's reference
 
-    def reference_point(self, cid: Hashable) -> np.ndarray:
-        """The reference point candidate ``cid``'s current point is compared with."""
+    def reference_point(self, cid: Hashable, row: int | None = None) -> np.ndarray:
+        """The reference point that row ``row`` (default: the current, last one) of candidate
+        ``cid`` is compared with."""
+        if self.references is not None:
+            return self.references[cid][0]
         if len(self.reference) == 1:
             return self.reference[0]
-        return self.reference[len(self.points[cid]) - 1]
+        return self.reference[len(self.points[cid]) - 1 if row is None else row]
 
     def distances(self, distance: str = "l2") -> dict[Hashable, float]:
         _check_choice("distance", distance, DISTANCES)
@@ -220,8 +227,13 @@ def ls_space(
     embedding: str = "pca",
     n_components: int = 2,
     random_state: int = 0,
+    fit: str = "joint",
 ) -> LSSpace:
-    """Embed ``[reference; every history row]`` together (Appendix B equation).
+    """Embed ``[reference; history rows]`` (Appendix B equation): with ``fit="candidate"`` one
+    embedding per candidate over the reference and that candidate's history (the paper's
+    equation; then ``references`` holds each candidate's reference point and coordinates of
+    different candidates are not comparable), with ``fit="joint"`` one over the reference and
+    every history together.
 
     reference: the dense reference LS [N]; for ``embedding="same_epoch"`` it may also be
     per epoch, [epochs, N], where row j must be taken at the same epoch as row j of every
@@ -231,6 +243,7 @@ def ls_space(
     candidate never moves anyone else's coordinates.
     """
     _check_choice("embedding", embedding, SPACES)
+    _check_choice("fit", fit, FITS)
     ref = np.asarray(reference, dtype=np.float64)
     if ref.ndim == 2 and embedding != "same_epoch":
         raise ValueError(
@@ -260,6 +273,18 @@ def ls_space(
     keep = {
         cid: np.isfinite(h).all(axis=1) & bool(np.isfinite(h[-1]).all()) for cid, h in rows.items()
     }
+    if fit == "candidate" and embedding != "raw":  # the raw LS is fitted to nothing
+        fits = {cid: _fit(ref, {cid: h}, {cid: keep[cid]}, embedding, n_components, random_state)
+                for cid, h in rows.items()}
+        return LSSpace(embedding, np.full((1, n_components), np.nan),
+                       {cid: f[1][cid] for cid, f in fits.items()}, {cid: f[0] for cid, f in fits.items()})
+    reference_point, points = _fit(ref, rows, keep, embedding, n_components, random_state)
+    return LSSpace(embedding, reference_point, points)
+
+
+def _fit(ref, rows, keep, embedding, n_components, random_state):
+    """One embedding fitted on ``[ref; the kept rows of every history in rows]``: the reference's
+    point [1, d] and every history's points."""
     stacked = np.concatenate([ref] + [h[keep[cid]] for cid, h in rows.items()])
     if len(stacked) == 1:  # no finite candidate: nothing to fit, everyone is at +inf
         coords = stacked if embedding == "raw" else np.zeros((1, n_components))
@@ -273,7 +298,7 @@ def ls_space(
         out[keep[cid]] = coords[start : start + n_kept]
         start += n_kept
         points[cid] = out
-    return LSSpace(embedding, coords[:1].copy(), points)
+    return coords[:1].copy(), points
 
 
 def ls_distances(
@@ -283,6 +308,7 @@ def ls_distances(
     embedding: str = "pca",
     distance: str = "l2",
     random_state: int = 0,
+    fit: str = "joint",
 ) -> dict[Hashable, float]:
     """Each candidate's distance between its current embedded LS and the embedded reference.
 
@@ -290,7 +316,7 @@ def ls_distances(
     :func:`ls_space` for the inputs. Non-finite current LS: distance +inf.
     """
     _check_choice("distance", distance, DISTANCES)
-    space = ls_space(reference, histories, embedding=embedding, random_state=random_state)
+    space = ls_space(reference, histories, embedding=embedding, random_state=random_state, fit=fit)
     return space.distances(distance)
 
 

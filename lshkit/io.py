@@ -56,6 +56,8 @@ def _atomic_path(path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); results are shared, so follow the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -67,6 +69,12 @@ def _atomic_path(path):
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, data: str | bytes) -> Path:
@@ -131,7 +139,8 @@ def versions() -> dict:
 
 
 class run_record(dict):
-    """Record a run's parameters, versions and timings in ``directory/run.json``.
+    """Record a run's parameters, versions and timings in ``directory/run.json``, with the
+    start, status and wall time of every earlier run into the same directory (``earlier_runs``).
 
     The file is written at once (status "running") and rewritten by :meth:`finish` with
     the wall time and status "done" or "failed: ...", so a result directory always says
@@ -141,9 +150,16 @@ class run_record(dict):
     """
 
     def __init__(self, directory, params: dict):
-        super().__init__(params=params, versions=versions(), host=socket.gethostname(), argv=sys.argv,
-                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="running")
         self.path = Path(directory) / "run.json"
+        earlier = []
+        if self.path.exists():  # a re-run keeps what the earlier runs took
+            with suppress(OSError, ValueError):
+                before = read_json(self.path)
+                earlier = before.pop("earlier_runs", []) + [
+                    {k: before.get(k) for k in ("started", "status", "wall_seconds", "params")}]
+        super().__init__(params=params, versions=versions(), host=socket.gethostname(), argv=sys.argv,
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="running",
+                         earlier_runs=earlier)
         self._t0 = time.perf_counter()
         write_json(self.path, dict(self))
 

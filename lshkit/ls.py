@@ -1,4 +1,4 @@
-"""Lyapunov spectrum (LS) of recurrent maps: paper Eq. 1 and Appendix C, REFERENCE §3.
+"""Lyapunov spectrum (LS) of recurrent maps: paper Eq. 1 and Appendix C, README, "The Lyapunov spectrum".
 
 Eq. 1 on a map ``h_t = f(h_{t-1}, x_t)``: start from ``Q_0 = I`` (its first k
 columns for the top k exponents), then every step ``Q_t R_t = qr(J_t Q_{t-1})``
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .checks import check_choice
-from .models import GRULM, RHN, RNNLM, StackedLSTM
+from .models import AWDLSTMMoS, GRULM, RHN, RNNLM, StackedLSTM
 
 __all__ = ["R_FLOOR", "CONVENTIONS", "lyapunov_spectrum", "model_spectrum", "tangent_map"]
 
@@ -37,7 +37,7 @@ __all__ = ["R_FLOOR", "CONVENTIONS", "lyapunov_spectrum", "model_spectrum", "tan
 R_FLOOR = 1e-30
 #: The LS conventions of :func:`model_spectrum`.
 CONVENTIONS = ("full", "paper")
-#: Warm-up steps of the authors' code (REFERENCE §3).
+#: Warm-up steps of the authors' code (README, "The Lyapunov spectrum").
 PAPER_WARMUP = 10
 _DTYPES = (torch.float32, torch.float64)
 
@@ -192,7 +192,20 @@ def _fused_layers(model, dtype):
 
 
 def _lstm(model, dtype, convention):
-    """Stacked LSTM (Appendix C.1), state ``[h_1..h_L, c_1..c_L]``.
+    """Stacked LSTM (Appendix C.1): :func:`_lstm_stack` on the layers of the fused ``nn.LSTM``."""
+    return _lstm_stack(_fused_layers(model, dtype), [model.hidden_size] * model.num_layers, convention)
+
+
+def _mos(model, dtype, convention):
+    """AWD-LSTM-MoS: its recurrence is a stack of LSTM layers of their own sizes (Table A1:
+    1150, 1150, 650); weight drop and every dropout are off in the map (eval mode), and the
+    mixture-of-softmaxes decoder is not part of it."""
+    layers = [tuple(t.detach().to(dtype) for t in model.layer_weights(l)) for l in range(model.num_layers)]
+    return _lstm_stack(layers, list(model.layer_sizes), convention)
+
+
+def _lstm_stack(layers, sizes, convention):
+    """LSTM layers ``(W_ih, W_hh, b_ih, b_hh)`` of ``sizes`` H_l, state ``[h_1..h_L, c_1..c_L]``.
 
     "full": J.Q over (h, c). With pre-activation tangents ``G = W_hh dh_l + W_ih dh'_{l-1}``:
     ``dc' = i(1-i)g G_i + f(1-f)c G_f + i(1-g^2) G_g + f dc`` and
@@ -206,18 +219,19 @@ def _lstm(model, dtype, convention):
     products of H x H blocks (3/4 of the flops of one (LH x LH) product for L = 2),
     J itself is never built.
     """
-    L, H = model.num_layers, model.hidden_size
-    layers = _fused_layers(model, dtype)
+    L, n_h = len(sizes), sum(sizes)
+    starts = [sum(sizes[:l]) for l in range(L)]
+    h_at = [slice(a, a + H) for a, H in zip(starts, sizes)]  # layer l's rows among the h
+    c_at = [slice(n_h + a, n_h + a + H) for a, H in zip(starts, sizes)]
     if convention == "paper":  # layer 0's input matrix never enters J
         blocks_t = [(_gate_blocks_t(w_ih, 4) if l else None, _gate_blocks_t(w_hh, 4))
                     for l, (w_ih, w_hh, _, _) in enumerate(layers)]
 
     def linearise(state, x):
-        h, c = state[:, :L * H], state[:, L * H:]
         hs, cs, scales = [], [], []
         inp = x
         for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-            h_l, c_l = h[:, l * H:(l + 1) * H], c[:, l * H:(l + 1) * H]
+            h_l, c_l = state[:, h_at[l]], state[:, c_at[l]]
             i, f, g, o = (torch.addmm(b_ih, inp, w_ih.T) + torch.addmm(b_hh, h_l, w_hh.T)).chunk(4, dim=1)
             i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
             c_new = f * c_l + i * g
@@ -235,12 +249,12 @@ def _lstm(model, dtype, convention):
                 dhs, dcs, dh_in = [], [], None
                 for l, (w_ih, w_hh, _, _) in enumerate(layers):
                     a_i, a_f, a_g, a_o, b, f = scales[l]
-                    G = torch.matmul(w_hh, q[:, l * H:(l + 1) * H])
+                    G = torch.matmul(w_hh, q[:, h_at[l]])
                     if l:
                         G = G + torch.matmul(w_ih, dh_in)
-                    G_i, G_f, G_g, G_o = G.split(H, dim=1)
+                    G_i, G_f, G_g, G_o = G.split(sizes[l], dim=1)
                     dc = (_col(a_i) * G_i + _col(a_f) * G_f + _col(a_g) * G_g
-                          + _col(f) * q[:, (L + l) * H:(L + l + 1) * H])
+                          + _col(f) * q[:, c_at[l]])
                     dh_in = _col(a_o) * G_o + _col(b) * dc
                     dhs.append(dh_in)
                     dcs.append(dc)
@@ -257,15 +271,15 @@ def _lstm(model, dtype, convention):
 
         def propagate(q):
             out = [None] * L
-            cot = q[:, (L - 1) * H:]
+            cot = q[:, h_at[L - 1]]
             for l in range(L - 1, -1, -1):
                 out[l] = J_t[l] @ cot
                 if l:
-                    cot = q[:, (l - 1) * H:l * H] + A_t[l] @ cot
+                    cot = q[:, h_at[l - 1]] + A_t[l] @ cot
             return torch.cat(out, dim=1)
         return state_next, propagate
 
-    return linearise, (L if convention == "paper" else 2 * L) * H
+    return linearise, (n_h if convention == "paper" else 2 * n_h)
 
 
 def _gru(model, dtype, convention):
@@ -374,7 +388,7 @@ def _rhn(model, dtype, convention):
     """RHN (Appendix C.2): ``J = J_D ... J_1`` over the ``D`` micro-steps, each
     ``ds' = e(1-p^2) R_P ds + p e(1-e) R_E ds + c ds + s dc`` with ``dc = -de``
     (coupled) or ``c(1-c) R_C ds``. Both conventions apply J (the authors' RHN
-    Jacobian is built transposed and transposed back, REFERENCE §3)."""
+    Jacobian is built transposed and transposed back, README, "The Lyapunov spectrum")."""
     H = model.hidden_size
     w_x = model.W.weight.detach().to(dtype)
     micro = [(m.weight.detach().to(dtype),
@@ -411,7 +425,7 @@ def _rhn(model, dtype, convention):
     return linearise, H
 
 
-_BUILDERS = ((StackedLSTM, _lstm), (GRULM, _gru), (RNNLM, _rnn), (RHN, _rhn))
+_BUILDERS = ((StackedLSTM, _lstm), (AWDLSTMMoS, _mos), (GRULM, _gru), (RNNLM, _rnn), (RHN, _rhn))
 
 
 def _resolve_dtype(model, dtype):
@@ -427,7 +441,8 @@ def tangent_map(model: nn.Module, convention: str = "full", dtype=None):
     (next_state, propagate)`` where ``next_state`` equals ``model.step(x, state)``
     and ``propagate(Q [B, n, k])`` is ``J @ Q`` for ``"full"`` (and for the RHN under
     ``"paper"``) or ``J^T @ Q`` for ``"paper"``; ``n`` is the tangent dimension
-    (``state_size``, or ``L*H`` for the LSTM under ``"paper"``, whose J is that of
+    (``state_size``, or ``L*H`` for the LSTMs under ``"paper"`` (StackedLSTM; the sum
+    of the layer sizes for AWDLSTMMoS), whose J is that of
     h only with c frozen). Weights are detached copies in ``dtype`` (default: the
     model's); the model is not changed. Tensors stay on the model's device.
     """
@@ -443,10 +458,10 @@ def tangent_map(model: nn.Module, convention: str = "full", dtype=None):
 def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = "full",
                    warmup: int | None = None, k: int | None = None, dtype=None,
                    stable_warmup: bool | None = None, return_info: bool = False):
-    """LS of an lshkit model driven by ``tokens`` (paper Eq. 1, Appendix C; REFERENCE §3).
+    """LS of an lshkit model driven by ``tokens`` (paper Eq. 1, Appendix C; README, "The Lyapunov spectrum").
 
     ``tokens`` is ``[T, K]``: K samples of T steps (the paper: K = 2 samples of 35
-    validation tokens, REFERENCE §3). The inputs are ``model.embed(tokens)`` in eval mode
+    validation tokens, README, "The Lyapunov spectrum"). The inputs are ``model.embed(tokens)`` in eval mode
     (the model's mode is restored afterwards); ``h_0 = 0``, ``Q_0 = I`` (first k
     columns), one QR per step batched over the K samples, ``|r_ii|`` floored at
     :data:`R_FLOOR`. ``dtype`` (float32/float64, default the model's) is the precision
@@ -459,11 +474,12 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
 
     ``convention="paper"``, the authors' convention, departs from "full" exactly here:
 
-    1. state (StackedLSTM only; for the others it is the whole state in both):
-       h of every layer, ``N = L*H`` instead of ``2*L*H``;
+    1. state (StackedLSTM and AWDLSTMMoS; for the others it is the whole state in both):
+       h of every layer, ``N = L*H`` instead of ``2*L*H`` (AWDLSTMMoS: the sum of its
+       layer sizes, 1150 + 1150 + 650 = 2950 at Table A1's size);
        c follows its true trajectory but is held constant in J (no dh/dc, no c->c
        path); layer l still sees the new h of layer l-1, so J is block lower triangular;
-    2. propagation: ``J^T . Q`` for StackedLSTM, GRULM and RNNLM; ``J . Q`` for RHN
+    2. propagation: ``J^T . Q`` for StackedLSTM, AWDLSTMMoS, GRULM and RNNLM; ``J . Q`` for RHN
        (what their RHN code effectively computes);
     3. log base 2 instead of e;
     4. ``warmup=10`` by default, and the warm-up replays: it consumes the first
@@ -473,7 +489,7 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
        propagation of item 2, columns rescaled to unit length (no effect in exact
        arithmetic, avoids float32 overflow), and one QR at the end. This is
        ill-posed: the lower directions collapse and the result then depends on
-       rounding (REFERENCE §3).
+       rounding (README, "The Lyapunov spectrum").
        ``stable_warmup=True`` orthonormalises every warm-up step instead;
     6. exponents unsorted, in the order of Q's columns.
     Common to both: h_0, Q_0, QR every step, the mean over K and T, the floor. The

@@ -1,4 +1,4 @@
-"""The paper's published numbers, to print beside ours (REFERENCE §6).
+"""The paper's published numbers, to print beside ours (paper Tables 1-4, B2 and Fig. 3).
 
 These are the values reported in Zheng & Shlizerman (arXiv 2506.07975); they are
 never used in place of a computation, only set beside lshkit's own results.
@@ -41,7 +41,7 @@ TABLE3_MAX_DIFFERENCE = 0.08
 LS_SECONDS_PER_SAMPLE = 6.0
 
 #: Table 4: grid search, 24 configurations, removal only. Times as printed: the paper's
-#: row label says seconds, REFERENCE §6 reads them as minutes; we print them unitless-as-printed.
+#: row label says seconds, we read them as minutes; we print them unitless-as-printed.
 TABLE4 = {
     1: {"selection": 45, "extensive_training": 590, "total": 635, "optimal_selected": False},
     2: {"selection": 90, "extensive_training": 580, "total": 670, "optimal_selected": False},
@@ -59,7 +59,7 @@ TABLE_B2 = {
 #: Fig. 3 right: hours to reach validation perplexity 72 (read off the figure).
 FIG3_TIME_TO_TARGET = {"target_valid_ppl": 72.0, "lsh_hours": 15.0, "full_training_hours": 150.0}
 
-#: The authors' best stacked-LSTM pick (their released code, REFERENCE §2).
+#: The authors' best stacked-LSTM pick (their released code).
 AUTHORS_BEST_LSTM = {
     "config": {"sparse_init": "ER", "growth": "random", "death": "global_magnitude",
                "redistribution": "nonzeros", "death_rate": 0.7},

@@ -1,9 +1,9 @@
-"""What every experiment notebook calls (issue 5, "Every notebook"): parameter validation,
+"""What every experiment notebook calls: parameter validation,
 the paper-beside-ours table with its one-sentence verdict, figures, and result files.
 
 A notebook is: a ``parameters`` cell, then ``p = validate("table2", extras=...,
 **notebook_parameters(globals()))`` so a mistyped papermill ``-p`` name fails instead of
-being ignored (papermill only warns, REFERENCE §8), then lshkit calls, ``save_results``,
+being ignored (papermill only warns), then lshkit calls, ``save_results``,
 plots through ``style``/``save_figure``, and ``comparison``/``verdict`` against ``lshkit.paper``.
 """
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from .checks import check_choice, check_number
+from .env import quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
 
-__all__ = ["BUDGETS", "SCALES", "NotebookParams", "project_path", "validate", "notebook_parameters", "each_of",
+__all__ = ["BUDGETS", "NOTEBOOK_SCALES", "NotebookParams", "project_path", "validate", "notebook_parameters", "each_of",
            "quiet", "comparison", "verdict", "style", "save_figure", "save_results", "load_results"]
 
 BUDGETS = ("smoke", "low", "moderate", "high")
-SCALES = ("auto", "cpu", "paper")
+NOTEBOOK_SCALES = ("auto", "cpu", "paper")  # what a notebook's scale parameter takes
 DEFAULTS = {"budget": "smoke", "scale": "auto", "seed": 0, "device": "auto", "storage": None,
             "results_dir": "results", "progress": None}
 #: Agreement tolerance (perplexity) where the paper gives no CI: the paper's own Table 2
@@ -87,20 +88,6 @@ def project_path(path) -> Path:
     return (root / path) if (root / "notebooks").is_dir() else path.resolve()
 
 
-def _resolve_device(device) -> str:
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device == "auto":
-        return "cuda" if n else "cpu"
-    valid = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n)] if n else [])
-    if device not in valid:
-        why = (" (CUDA is not available here)" if not n and isinstance(device, str)
-               and re.fullmatch(r"cuda(:\d+)?", device) else "")
-        raise ValueError(f"device={device!r} is not valid{why}; choose one of {valid}")
-    return device
-
-
 def each_of(valid):
     """A check for a non-empty list whose items are all among ``valid`` (e.g. ``samplers``)."""
     def check(name, values):
@@ -135,10 +122,10 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         raise ValueError(f"parameter(s) {missing} of {experiment} were not given")
     p = {**DEFAULTS, **params}
     check_choice("budget", p["budget"], BUDGETS)
-    check_choice("scale", p["scale"], SCALES)
+    check_choice("scale", p["scale"], NOTEBOOK_SCALES)
     if isinstance(p["seed"], bool) or not isinstance(p["seed"], int) or p["seed"] < 0:
         raise ValueError(f"seed={p['seed']!r} is not valid; it must be a non-negative integer")
-    device = _resolve_device(p["device"])
+    device = str(resolve_device(p["device"]))
     if p["storage"] is not None:
         from .storage import storage_kind
         storage_kind(p["storage"])  # a bad URL fails now, naming the valid forms
@@ -158,7 +145,7 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         effective = "paper" if device.startswith("cuda") else "cpu"
     else:
         effective = p["scale"]
-    results_dir = str(project_path(p["results_dir"]))
+    results_dir = str(project_path(_redirected(p["results_dir"], "results")))
     run_dir = Path(results_dir) / experiment / f"{p['budget']}-{effective}-seed{p['seed']}"
     progress = not quiet() if p["progress"] is None else p["progress"]
     return NotebookParams(experiment, p["budget"], p["scale"], effective, p["seed"], device,
@@ -175,14 +162,6 @@ def notebook_parameters(namespace: dict) -> dict:
     are skipped: underscored ones, ``In``/``Out``, and everything callable or a module)."""
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PLAIN)}
-
-
-def quiet() -> bool:
-    """True where progress bars must stay off: under CI (the ``CI`` variable every CI service
-    sets) or pytest. nbval's kernels inherit ``PYTEST_VERSION`` and ``PYTEST_CURRENT_TEST``
-    from the pytest process that starts them (checked with nbval 0.11, pytest 9)."""
-    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    return ci or "PYTEST_VERSION" in os.environ or "PYTEST_CURRENT_TEST" in os.environ
 
 
 def comparison(rows, *, comparable: bool, reason: str = "", tolerance: float = TOLERANCE) -> pd.DataFrame:
@@ -261,6 +240,12 @@ def style() -> None:
                          "svg.hashsalt": "lshkit"})  # fixed SVG ids: same figure, same file
 
 
+def _redirected(path, default: str):
+    """``path``, unless it is the default folder and ``LSHKIT_<DEFAULT>_DIR`` names another: the
+    tests run every notebook into temporary folders that way, never into the user's."""
+    return os.environ.get(f"LSHKIT_{default.upper()}_DIR") or path if str(path) == default else path
+
+
 def save_figure(fig, name: str, figures_dir="figures") -> Path:
     """Write ``fig`` (a Figure, Axes or seaborn grid) to ``<figures_dir>/<name>.png`` at 150 dpi,
     atomically and without the version stamp, so the same figure gives the same bytes."""
@@ -268,7 +253,7 @@ def save_figure(fig, name: str, figures_dir="figures") -> Path:
         raise ValueError(f"name={name!r} is not valid; it must be a file name such as 'table2'")
     buffer = BytesIO()
     fig.figure.savefig(buffer, format="png", dpi=150, metadata={"Software": None})
-    return atomic_write(project_path(figures_dir) / (name if name.endswith(".png") else f"{name}.png"),
+    return atomic_write(project_path(_redirected(figures_dir, "figures")) / (name if name.endswith(".png") else f"{name}.png"),
                         buffer.getvalue())
 
 

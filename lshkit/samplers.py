@@ -49,7 +49,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from lshkit.storage import quiet_optuna
+from lshkit.env import quiet_optuna
 
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 
@@ -237,7 +237,7 @@ class SearchSpace(Mapping):
 
     @classmethod
     def authors(cls, grid: bool = False, death_rate_step: float | None = None) -> "SearchSpace":
-        """The authors' space (REFERENCE §2): 2 inits x 4 deaths x 3 redistributions = 24
+        """The authors' space (the authors' released code): 2 inits x 4 deaths x 3 redistributions = 24
         methodological variants, growth random, death rate in [0.4, 0.9] (continuous as in the
         paper; ``death_rate_step=0.1`` gives their code's {0.4, ..., 0.9}).
 
@@ -493,7 +493,7 @@ class OptunaSampler(Sampler):
     Survivors' scores then no longer matter to TPE; removed ones only through that split.
     ``gamma`` is deprecated since Optuna 4.9 (removed in 6.0; requirements pin optuna<6).
 
-    ``constant_liar=False`` because Optuna 5 defaults it on (REFERENCE §8), which would count
+    ``constant_liar=False`` because Optuna 5 defaults it on (its 5.0 release notes), which would count
     the proposals of the same call as bad trials. ``n_startup_trials=1``: TPE's random start-up
     phase is the initial pool (``initial``), so from the first ``propose`` on it models whatever
     history it is given, however small the pool.

@@ -55,6 +55,7 @@ import importlib.util
 import json
 import os
 import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-__all__ = ["open_storage", "storage_kind", "default_storage_url", "check_workers", "JobQueue", "Job",
-           "quiet_optuna"]
+from lshkit.env import quiet_optuna
+
+__all__ = ["open_storage", "storage_kind", "default_storage_url", "check_workers", "JobQueue", "Job"]
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
@@ -87,6 +89,9 @@ def storage_kind(url: str) -> str:
         return "journal"
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
     if scheme == "sqlite":
+        if not url.startswith("sqlite:///"):
+            raise ValueError(f"storage {url!r}: a SQLite URL has three slashes and then the path, "
+                             "sqlite:///relative.db or sqlite:////absolute/path.db")
         return "sqlite"
     if scheme in RDB_SCHEMES:
         return "rdb"
@@ -143,18 +148,6 @@ def check_workers(url: str, workers: int) -> None:
             f"--workers {workers} needs a storage several processes can share; SQLite ({url}) is "
             "for one process. Use a journal file (--storage journal:///path/search.log) on one "
             "machine, or PostgreSQL/MySQL across machines.")
-
-
-@contextlib.contextmanager
-def quiet_optuna():
-    """Optuna logs every study creation at INFO (and notebooks compare stderr): mute it
-    for the duration, then restore the caller's level."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 def _alive(pid: int) -> bool:
@@ -277,10 +270,41 @@ class JobQueue:
             self.storage.set_trial_user_attr(trial_id, name, value)
         self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
 
-    def complete(self, job: Job, result: dict, seconds: float) -> None:
-        self.storage.set_trial_user_attr(job.trial_id, "result", result)
-        self.storage.set_trial_state_values(job.trial_id, TrialState.COMPLETE, values=[float(seconds)])
+    def complete(self, job: Job, result: dict, seconds: float) -> bool:
+        """Store the result; False (and nothing stored) when another process took the unit over
+        meanwhile: then its result is the one that counts."""
+        try:
+            if self.storage.get_trial(job.trial_id).state != TrialState.RUNNING:
+                return False
+            self.storage.set_trial_user_attr(job.trial_id, "result", result)
+            self.storage.set_trial_state_values(job.trial_id, TrialState.COMPLETE, values=[float(seconds)])
+        except UpdateFinishedTrialError:
+            return False
         self._results[job.key] = dict(result, _number=job.number)
+        return True
+
+    @contextlib.contextmanager
+    def beating(self, job: Job):
+        """Heartbeats for ``job`` from a background thread while the block runs, every quarter
+        of ``stale_after`` (at most a minute), so that a unit is taken over only when its
+        process is gone or hung, however long an epoch takes."""
+        done = threading.Event()
+        interval = min(max(self.stale_after / 4, 0.05), 60.0)
+
+        def beat():
+            while not done.wait(interval):
+                try:
+                    self.heartbeat(job.trial_id)
+                except Exception:  # a storage hiccup must not kill the unit; the next beat retries
+                    pass
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job.key}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def fail(self, job: Job, error: str) -> None:
         self.storage.set_trial_user_attr(job.trial_id, "error", error)
@@ -343,7 +367,8 @@ class JobQueue:
             if job is not None:
                 start = time.perf_counter()
                 try:
-                    result = work(job)
+                    with self.beating(job):
+                        result = work(job)
                 except BaseException:
                     self.fail(job, traceback.format_exc())
                     raise

@@ -1,6 +1,6 @@
 """Sweeps of LSH searches over SearchConfig fields, with repeats, and their mean ± 95% CI:
 the experiments behind paper Table 2 (optimiser × ranking × budget, 3 repeats), Table 4
-(the schedule E, grid search, removal only) and Table B2 (embedding × distance); REFERENCE §6.
+(the schedule E, grid search, removal only) and Table B2 (embedding × distance); paper Tables 1-4, B2 and Fig. 3.
 
 :func:`run_sweep` runs :func:`lshkit.search.run_search` once per combination of a grid of
 SearchConfig fields and repeat, each in its own folder, all sharing one Optuna storage and
@@ -23,8 +23,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lshkit.io import read_json, write_csv
-from lshkit.report import quiet
-from lshkit.search import SearchConfig, resolve_device, run_search
+from lshkit.env import quiet, resolve_device
+from lshkit.search import SearchConfig, run_search
 from lshkit.storage import default_storage_url
 
 __all__ = ["SMOKE_OVERRIDES", "smoke_sized", "exhaustive", "expand", "search_name", "run_sweep",

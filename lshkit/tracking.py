@@ -34,18 +34,18 @@ from lshkit.data import batchify
 from lshkit.dst import SparseConfig
 from lshkit.embedding import LSEmbedding
 from lshkit.ls import CONVENTIONS, model_spectrum
-from lshkit.train import Trainer, TrainConfig, perplexity
+from lshkit.train import Trainer, TrainConfig
 
 __all__ = ["ls_tokens", "LSCallback", "train_variants", "track_training", "early_ordering",
            "ls_sample_effect", "sample_effect_table", "paper_table3", "sample_effect_claim",
-           "SPECTRUM_OPTIONS", "STATS", "DISTANCES", "ORDER_OF_MAGNITUDE"]
+           "SPECTRUM_OPTIONS", "STATS", "DISTANCE_COLUMNS", "ORDER_OF_MAGNITUDE"]
 
 #: Options of :func:`lshkit.ls.model_spectrum` that may be passed through.
 SPECTRUM_OPTIONS = ("warmup", "k", "dtype", "stable_warmup")
 #: LS statistics of Table 3 (the paper prints max, min and variance; its text adds the mean).
 STATS = ("max", "min", "mean", "variance")
 #: Distance columns of :func:`track_training`: the authors' code and the paper's LS space.
-DISTANCES = ("distance_same_epoch", "distance_pca")
+DISTANCE_COLUMNS = ("distance_same_epoch", "distance_pca")
 #: "An order of magnitude less" (Table 3 text): a ratio nearer 10 than 1 on a log scale.
 #: The paper's own Table 3 needs it: its variance gap is 9.4 times its largest delta.
 ORDER_OF_MAGNITUDE = 10 ** 0.5
@@ -85,7 +85,7 @@ def _spectrum(model, tokens, convention, options) -> tuple[np.ndarray, float, di
 class LSCallback:
     """Trainer callback ``cb(trainer, record)`` adding the model's LS (paper Eq. 1) on
     ``tokens`` ``[T, K]`` to the epoch record: ``ls`` (list), ``ls_seconds`` and ``ls_info``
-    (convention, log base, warm-up and its mode, dtype, K, T, n: REFERENCE §3 asks that a
+    (convention, log base, warm-up and its mode, dtype, K, T, n: the README asks that a
     result says which warm-up it used) and ``ls_settings`` (:attr:`settings`, so that a
     resumed run can tell LS computed otherwise). ``options`` go to
     :func:`~lshkit.ls.model_spectrum`."""
@@ -161,12 +161,7 @@ def train_variants(train_cfg: TrainConfig, corpus, variants: dict, *, epochs: in
                 raise ValueError(f"the checkpoint {path} is at epoch {trainer.epoch}, past epochs={epochs}; "
                                  "use another checkpoint_dir or more epochs")
         if callback is not None and not trainer.history:
-            loss = trainer.evaluate("valid")
-            record = {"epoch": 0, "train_loss": math.nan, "valid_loss": loss, "valid_ppl": perplexity(loss),
-                      "density": 1.0 if trainer.sparsity is None else trainer.sparsity.density(),
-                      "train_seconds": 0.0}
-            callback(trainer, record)
-            trainer.history.append(record)
+            trainer.record_initial([callback])
             if path is not None:
                 trainer.save(path)
         trainer.fit(epochs, callbacks=() if callback is None else (callback,), checkpoint=path)
@@ -187,7 +182,7 @@ def track_training(train_cfg: TrainConfig, corpus, variants: dict, *, epochs: in
     Returns ``(epochs_frame, ls_frame)``. ``epochs_frame``: one row per variant per epoch
     0..epochs: variant, epoch, train_loss (NaN at 0), valid_loss, valid_ppl, density,
     ls_seconds, train_seconds, distance_same_epoch (L2 between the variant's LS and the
-    dense LS at the same epoch: the authors' code, REFERENCE §2) and distance_pca (L2 in the
+    dense LS at the same epoch: the authors' released code) and distance_pca (L2 in the
     2-D PCA space fitted on every (variant, epoch) LS, to the dense at its last epoch:
     paper §3.2, Appendix B). ``ls_frame``: variant, epoch, index (i of λ_i, from 1),
     exponent. Both carry ``attrs["ls_info"]`` (how the LS was computed).
@@ -230,7 +225,7 @@ def early_ordering(frame: pd.DataFrame, *, dense: str = "dense", epoch: int = 1)
     """Fig. 1's claim on a :func:`track_training` frame: the pruned variant nearer the dense
     LS early stays nearer and ends with the lower perplexity (paper §1, Fig. 1 B and C).
 
-    For each of :data:`DISTANCES`, one row: distance, epoch, nearest (the pruned variant
+    For each of :data:`DISTANCE_COLUMNS`, one row: distance, epoch, nearest (the pruned variant
     nearest ``dense`` at ``epoch``), best (the lowest validation perplexity at the frame's
     last epoch), same_ordering (the pruned variants ranked by distance at ``epoch`` are
     ranked alike by final perplexity; ties share a rank) and stays_nearest (``nearest`` is
@@ -238,7 +233,7 @@ def early_ordering(frame: pd.DataFrame, *, dense: str = "dense", epoch: int = 1)
     is measured in a space fitted on every epoch, the later ones included, so only the
     same-epoch distance is what could be known at ``epoch``.
     """
-    missing = [c for c in ("variant", "epoch", "valid_ppl", *DISTANCES) if c not in frame.columns]
+    missing = [c for c in ("variant", "epoch", "valid_ppl", *DISTANCE_COLUMNS) if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks the column(s) {missing}; give the first frame track_training returns")
     variants = list(dict.fromkeys(frame.variant))
@@ -253,7 +248,7 @@ def early_ordering(frame: pd.DataFrame, *, dense: str = "dense", epoch: int = 1)
     table = frame[frame.variant.isin(pruned)].set_index(["epoch", "variant"])
     final = table.loc[last, "valid_ppl"].loc[pruned]
     rows = []
-    for distance in DISTANCES:
+    for distance in DISTANCE_COLUMNS:
         early = table.loc[epoch, distance].loc[pruned]
         nearest = early.idxmin()
         later = table.loc[table.index.get_level_values("epoch") >= epoch, distance].unstack("variant")

@@ -1,6 +1,17 @@
+import os
+import tempfile
+
+import pytest
 import torch
 
+from lshkit.atlas import AtlasSpec, build_atlas
 from lshkit.search import SearchConfig
+
+# Notebooks under test (nbval kernels inherit this environment) write their results and figures
+# into a temporary folder, never into the user's results/ and figures/, and always compute.
+_SCRATCH = tempfile.mkdtemp(prefix="lshkit-tests-")
+os.environ.setdefault("LSHKIT_RESULTS_DIR", os.path.join(_SCRATCH, "results"))
+os.environ.setdefault("LSHKIT_FIGURES_DIR", os.path.join(_SCRATCH, "figures"))
 
 # The tests train tiny models, for which a second thread costs more in synchronisation than it
 # gains, and under load (nbval kernels, worker processes) two threads per process thrash.
@@ -15,3 +26,17 @@ def tiny_search(pool: int = 4, **kw) -> SearchConfig:
                 train_overrides=dict(TINY))
     args.update(kw)
     return SearchConfig(**args)
+
+
+# A small space at smoke scale: 2 inits x 2 deaths x 2 death rates, 4 epochs of 16-unit models.
+SPEC = AtlasSpec(scale="smoke", death_rates=(0.5, 0.9), replicates=0, replicate_seeds=(),
+                 variants={"sparse_init": ["uniform", "ER"], "growth": ["random"],
+                           "death": ["magnitude", "SET"], "redistribution": ["nonzeros"]},
+                 train_overrides={"epochs": 4, **TINY})
+
+
+@pytest.fixture(scope="session")
+def atlas_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("atlas") / "smoke"
+    build_atlas(SPEC, root, progress=False)
+    return root

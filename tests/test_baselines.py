@@ -115,7 +115,7 @@ def test_sizes_targets_and_the_missing_awd_mos():
     assert (low.pool, low.sampler, low.model) == (20, "tpe", "lstm")
     assert B.fig3_target(80.0, "paper") == 72.0
     assert B.fig3_target(10.0, "smoke") == pytest.approx(11.0)
-    assert "no AWD-LSTM-MoS model" in B.awd_mos_unavailable()
+    assert "no LSH search runs on AWD-LSTM-MoS" in B.mos_lsh_unavailable()
 
 
 # ------------------------------------------------------------------ Table 1 and Fig. 3 left

@@ -43,7 +43,7 @@ def test_choices_are_the_modules():
     from lshkit.samplers import SAMPLERS
 
     assert cli.SAMPLERS == SAMPLERS
-    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "DISTANCES", "LS_CONVENTIONS"):
+    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "EMBEDDING_FITS", "DISTANCES", "LS_CONVENTIONS"):
         assert tuple(getattr(cli, name)) == tuple(getattr(search, name)), name
     assert cli.BUDGETS == tuple(search.BUDGETS)
 
@@ -94,3 +94,14 @@ def test_full_search_command(tmp_path):
     assert main(["full-search", *TINY, "--target-ppl", "1e6", "--out", str(tmp_path), "--quiet"]) == 0
     summary = json.loads((tmp_path / "full_training.json").read_text())
     assert summary["reached"] and summary["candidates_trained"] == 1
+
+
+def test_notebooks_command_runs_them_and_writes_an_index(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lshkit", "notebooks", "--only", "table3", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = (tmp_path / "index.md").read_text()
+    assert "| [table3](table3.ipynb) | done |" in index and (tmp_path / "table3.ipynb").exists()
+    bad = subprocess.run([sys.executable, "-m", "lshkit", "notebooks", "--only", "nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "'table2'" in bad.stderr

@@ -1,4 +1,4 @@
-"""lshkit.data: corpora as REFERENCE §7, file lookup and verification, the smoke corpus, batching."""
+"""lshkit.data: corpora as Mikolov's PTB, as PyTorch's word_language_model reads it, file lookup and verification, the smoke corpus, batching."""
 import hashlib
 import io
 import math

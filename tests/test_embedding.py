@@ -222,3 +222,20 @@ def test_tsne_perplexity_follows_point_count():
 
 def test_rank_candidates_ties_by_id_and_nan_last():
     assert rank_candidates({3: 1.0, 1: 1.0, 2: 0.5, 0: float("nan"), 4: math.inf}) == [2, 1, 3, 0, 4]
+
+
+def test_candidate_fit_is_one_embedding_per_candidate():
+    """Appendix B embeds each candidate's history with the reference on its own: a candidate's
+    distance does not depend on who else is in the pool, unlike one joint fit."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=12)
+    a, b = rng.normal(size=(3, 12)), 5 * rng.normal(size=(2, 12))
+    alone = ls_distances(ref, {"a": a}, embedding="pca", fit="candidate")["a"]
+    both = ls_distances(ref, {"a": a, "b": b}, embedding="pca", fit="candidate")
+    assert both["a"] == pytest.approx(alone)
+    assert ls_distances(ref, {"a": a, "b": b}, embedding="pca", fit="joint")["a"] != pytest.approx(alone)
+    # Two points (the reference and one epoch): a 2-D PCA keeps their distance exactly.
+    one = ls_distances(ref, {"c": a[:1]}, embedding="pca", fit="candidate")["c"]
+    assert one == pytest.approx(np.linalg.norm(a[0] - ref))
+    with pytest.raises(ValueError, match="'joint'"):
+        ls_space(ref, {"a": a}, fit="together")

@@ -39,3 +39,7 @@ def test_run_record_says_what_produced_a_result(tmp_path):
         with run_record(tmp_path, {}):
             1 / 0
     assert read_json(tmp_path / "run.json")["status"].startswith("failed: ZeroDivisionError")
+    # Each run keeps the earlier ones' timings: a test run or re-run never hides a real one's.
+    earlier = read_json(tmp_path / "run.json")["earlier_runs"]
+    assert [r["status"] for r in earlier] == ["done"] and earlier[0]["params"] == {"budget": "smoke"}
+    assert earlier[0]["wall_seconds"] == done["wall_seconds"]

@@ -1,4 +1,4 @@
-"""The Lyapunov-spectrum engine against ground truths (REFERENCE §3, paper Eq. 1, Appendix C)."""
+"""The Lyapunov-spectrum engine against ground truths (README, "The Lyapunov spectrum", paper Eq. 1, Appendix C)."""
 import math
 
 import pytest
@@ -54,7 +54,7 @@ def _h_only(model):
 # ----------------------------------------------------------------------- ground truths
 
 def test_constant_non_normal_map_gives_log_abs_eigenvalues():
-    """h -> W h: the exponents are log|eig W|, not the log singular values (REFERENCE §3)."""
+    """h -> W h: the exponents are log|eig W|, not the log singular values (README, "The Lyapunov spectrum")."""
     torch.manual_seed(0)
     eig = torch.tensor([1.2, -0.9, 0.6, 0.3], dtype=F64)
     S = torch.eye(4, dtype=F64) + 2.0 * torch.randn(4, 4, dtype=F64).triu(1)
@@ -196,7 +196,7 @@ def test_float32_close_to_float64():
 # ------------------------------------------------------------------- paper convention
 
 def _paper_reference(model, tokens, warmup, transpose):
-    """A plain implementation of the authors' loop (REFERENCE §3) with autograd Jacobians:
+    """A plain implementation of the authors' loop (README, "The Lyapunov spectrum") with autograd Jacobians:
     warm-up products without QR on the first `warmup` inputs, one QR, then QR every step
     over all T inputs again, log2, unsorted. `transpose` picks J^T.Q (theirs) or J.Q."""
     x = model.embed(tokens).detach()
@@ -254,8 +254,9 @@ def test_paper_rhn_is_full_in_bits_unsorted():
 
 def test_stable_warmup_switch():
     """Without warm-up both modes are one computation. With the authors' 10 warm-up
-    steps without QR the result depends on rounding (float32 vs float64 differ by
-    ~0.04 on a 2x16 LSTM, REFERENCE §3); the stable warm-up removes that."""
+    steps without QR the result depends on rounding (float32 against float64); how much
+    depends on the threads and BLAS kernels, so the test asks what holds on any machine: the
+    stable warm-up agrees to 1e-4, and the authors' is worse by a wide margin."""
     model = _model("lstm3", gain=1.5)
     tokens = _tokens(15, 2)
     ill = model_spectrum(model, tokens, convention="paper", warmup=0, stable_warmup=False)
@@ -270,7 +271,7 @@ def test_stable_warmup_switch():
         runs = [model_spectrum(model, tokens, convention="paper", stable_warmup=stable_warmup, dtype=dtype)
                 for dtype in (torch.float32, F64)]
         gap[stable_warmup] = (runs[0].double() - runs[1]).abs().max().item()
-    assert gap[False] > 1e-2 and gap[True] < 1e-4
+    assert gap[True] < 1e-4 and gap[False] > 30 * max(gap[True], 1e-7)
 
 
 # ------------------------------------------------------------------ pruning and misc

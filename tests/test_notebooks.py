@@ -1,6 +1,7 @@
-"""Every notebook is a thin, parameterised papermill notebook (issue 5); nbval runs them all
+"""Every notebook is a thin, parameterised papermill notebook; nbval runs them all
 at their smoke default (``pytest --nbval-lax``), this file checks their shape and their
 refusal of bad parameters."""
+import os
 from pathlib import Path
 
 import nbformat
@@ -8,8 +9,10 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2"}
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2",
+            "legcnet", "reber_sparsity", "spectral_gap"}
 COMMON = ["budget", "scale", "seed", "device", "storage", "results_dir", "progress"]
 
 
@@ -44,3 +47,13 @@ def test_a_bad_budget_stops_the_notebook_before_any_compute(tmp_path):
     assert "budget='nonsense' is not valid" in message
     assert "['smoke', 'low', 'moderate', 'high']" in message
     assert not any(tmp_path.glob("table1/*")), "nothing ran before the check"
+
+
+def test_notebooks_under_test_write_outside_the_users_folders():
+    """nbval runs every notebook into the temporary folders conftest names, so the tests always
+    compute and never overwrite what a user's own runs wrote into results/ and figures/."""
+    from lshkit.report import validate
+
+    run_dir = validate("fig1").run_dir.resolve()
+    assert not run_dir.is_relative_to((ROOT / "results").resolve())
+    assert run_dir.is_relative_to(Path(os.environ["LSHKIT_RESULTS_DIR"]).resolve())

@@ -69,8 +69,8 @@ def test_unknown_and_missing_parameters():
         validate("table2", extras={"repeats": check_positive_int})
 
 
-def test_auto_resolution_on_this_cpu_machine_and_run_dir():
-    assert not torch.cuda.is_available()
+def test_auto_resolution_without_cuda_and_run_dir(monkeypatch):
+    _fake_cuda(monkeypatch, 0)
     p = validate("table2", budget="low", seed=3, results_dir="out", extras=EXTRAS,
                  repeats=2, samplers=["tpe", "grid"], model="rhn")
     assert (p.device, p.scale, p.effective_scale, p.paper_scale) == ("cpu", "auto", "cpu", False)
@@ -83,7 +83,8 @@ def test_auto_resolution_on_this_cpu_machine_and_run_dir():
         p.epochs
 
 
-def test_smoke_budget_forces_smoke_scale_and_records_the_request():
+def test_smoke_budget_forces_smoke_scale_and_records_the_request(monkeypatch):
+    monkeypatch.delenv("LSHKIT_RESULTS_DIR", raising=False)  # the default folder, not the tests' scratch
     p = validate("fig1", budget="smoke", scale="paper", seed=0)
     assert (p.scale, p.effective_scale) == ("paper", "smoke")
     assert p.run_dir == ROOT / "results/fig1/smoke-smoke-seed0"
@@ -200,6 +201,7 @@ def test_save_figure_writes_a_150_dpi_png(tmp_path):
 
 
 def test_relative_paths_resolve_against_the_checkout_wherever_the_kernel_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSHKIT_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # nbval runs in notebooks/, papermill in the caller's folder
     assert validate("t", results_dir="results").run_dir.parent.parent == ROOT / "results"
     assert validate("t", results_dir=str(tmp_path / "abs")).results_dir == str(tmp_path / "abs")

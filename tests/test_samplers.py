@@ -1,4 +1,4 @@
-"""Search spaces and candidate generation (paper §3.2, Table 2; REFERENCE §2, §8)."""
+"""Search spaces and candidate generation (paper §3.2, Table 2; the authors' released code; Optuna 5)."""
 
 import json
 import random
@@ -44,7 +44,7 @@ def test_authors_space_has_24_variants_times_death_rates():
     assert continuous["death_rate"] == Float(0.4, 0.9) and continuous.size() == float("inf")
     with pytest.raises(ValueError, match="death_rate continuous"):
         continuous.grid_points()
-    # the authors' best stacked-LSTM pick (REFERENCE §2) lies in their space
+    # the authors' best stacked-LSTM pick (the authors' released code) lies in their space
     continuous.validate({"sparse_init": "ER", "growth": "random", "death": "global_magnitude",
                          "redistribution": "nonzeros", "death_rate": 0.7})
 

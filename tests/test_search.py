@@ -1,4 +1,4 @@
-"""The LSH search (paper §3.2, REFERENCE §1): pool arithmetic, generation conditioned on the
+"""The LSH search (paper §3.2, Algorithm 1): pool arithmetic, generation conditioned on the
 survivors, every sampler and ranking, failures, resumption after SIGKILL, several processes
 on one journal file and on PostgreSQL. Smoke scale with tiny models (16 units, batch 64)."""
 import json
@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from lshkit import search as S
+from lshkit.baselines import full_training_search
 from lshkit.samplers import Categorical, Observation, SearchSpace, make_sampler
 from lshkit.storage import JobQueue, check_workers, open_storage, storage_kind
+from lshkit.train import TrainConfig
 
 TINY = {"batch_size": 64, "hidden_size": 16, "emb_size": 16}
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +59,8 @@ def test_pool_schedule_is_the_papers_arithmetic():
 
 def test_hyperband_brackets_are_scaled_to_the_pool():
     cfg = S.SearchConfig(budget="low", scale="cpu", sampler="hyperband").resolved("cpu")
-    brackets = S._scaled_brackets(cfg.pool, cfg)
-    assert S.hyperband_resources(cfg) == (3, 27)
+    brackets = S.scaled_brackets(cfg.pool, cfg.epochs_per_round, cfg.eta, cfg.final_epochs)
+    assert S.hyperband_resources(cfg.epochs_per_round, cfg.eta, cfg.final_epochs) == (3, 27)
     assert sum(b[0][0] for b in brackets) == 24
     # Hyperband(27, eta 3, min 3) starts 9, 5, 3 candidates; scaled to 24: 13, 7, 4.
     assert brackets == [[(13, 3), (4, 9), (1, 27)], [(7, 9), (2, 27)], [(4, 27)]]
@@ -77,7 +79,7 @@ def test_config_round_trip_validation_and_resolution():
                        (dict(budget="huge"), "'moderate'"), (dict(ls_convention="x"), "'full'")]:
         with pytest.raises(ValueError, match=names):
             S.SearchConfig(**bad)
-    smoke_epochs = S.TrainConfig.preset("smoke").epochs
+    smoke_epochs = TrainConfig.preset("smoke").epochs
     with pytest.raises(ValueError, match=f"more than final_epochs={smoke_epochs}"):
         S.SearchConfig(budget="smoke", epochs_per_round=smoke_epochs).resolved("cpu")
     with pytest.raises(ValueError, match="neither SparseConfig fields"):
@@ -156,12 +158,14 @@ def test_lsh_pool_arithmetic_and_generation_from_survivors(tmp_path, reference_d
             assert int(((events["round"] == r) & (events.event == "added")).sum()) == trained[r - 1] // 4
     assert list(rounds.pool) == [8, 6, 4] and list(rounds.added) == [2, 1, 0]
 
-    # One row per candidate per epoch; newcomers train E epochs in the round they join.
+    # One row per candidate per epoch; newcomers train E epochs in the round they join, their LS
+    # recorded from epoch 0 (before training, Appendix B's history) on.
     sel = epochs[epochs.phase == "selection"]
     assert not sel.duplicated(["candidate", "epoch"]).any()
     for (cid, r), rows in sel.groupby(["candidate", "round"]):
         joined = int(events[(events.candidate == cid) & (events.event == "added")]["round"].iloc[0])
-        assert list(rows.epoch) == [r - joined + 1]
+        assert list(rows.epoch) == ([0] if r == joined else []) + [r - joined + 1]
+    assert sel[sel.epoch == 0].train_loss.isna().all() and sel[sel.epoch == 0].distance.notna().all()
     # The ranking score is the LS distance of the current epoch, nearest survives.
     for r in range(3):
         ev = events[(events["round"] == r) & events.event.isin(["survived", "removed"])]
@@ -197,7 +201,7 @@ def test_lsh_pool_arithmetic_and_generation_from_survivors(tmp_path, reference_d
     assert summary["time_to_target_seconds"] == pytest.approx(
         (selection.train_seconds + selection.eval_seconds + selection.ls_seconds).sum())
     ls = np.load(tmp_path / "ls.npz")
-    assert ls["ls"].shape == (len(sel), 32) and ls["reference_ls"].shape == (3, 32)
+    assert ls["ls"].shape == (len(sel), 32) and ls["reference_ls"].shape == (4, 32)  # epochs 0..3
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/study.db")
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE"] * 2 + ["PRUNED"] * 9
@@ -262,9 +266,9 @@ def test_divergent_candidate_fails_and_the_search_goes_on(tmp_path, reference_di
 
 def test_full_training_search_trains_until_the_target(tmp_path):
     cfg = tiny(sampler="tpe", ranking="loss")
-    hit = S.full_training_search(cfg, tmp_path / "hit", target_ppl=1e6, device="cpu", progress=False)
+    hit = full_training_search(cfg, tmp_path / "hit", target_ppl=1e6, device="cpu", progress=False)
     assert hit["reached"] and hit["candidates_trained"] == 1 and hit["result"]["epoch"] == 1
-    miss = S.full_training_search(cfg, tmp_path / "miss", target_ppl=1.001, max_candidates=2,
+    miss = full_training_search(cfg, tmp_path / "miss", target_ppl=1.001, max_candidates=2,
                                   device="cpu", progress=False)
     rows = pd.read_csv(tmp_path / "miss" / "full_training.csv")
     assert not miss["reached"] and miss["candidates_trained"] == 2

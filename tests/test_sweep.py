@@ -70,7 +70,7 @@ def test_smoke_sized_and_exhaustive():
                                      epochs_per_round=2))
     resolved = full.resolved("cpu")  # valid as a whole: one round of final_epochs epochs
     assert (full.ranking, full.rounds, full.epochs_per_round) == ("loss", 1, resolved.final_epochs)
-    assert resolved._pool_size() == 24  # the whole grid of Table 4
+    assert resolved.pool_size() == 24  # the whole grid of Table 4
 
 
 # ------------------------------------------------------------------ resumption (stand-in search)

@@ -11,7 +11,7 @@ from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.ls import model_spectrum
 from lshkit.data import get_batch
-from lshkit.tracking import (DISTANCES, STATS, early_ordering, ls_sample_effect, ls_tokens,
+from lshkit.tracking import (DISTANCE_COLUMNS, STATS, early_ordering, ls_sample_effect, ls_tokens,
                              paper_table3, sample_effect_claim, sample_effect_table, track_training,
                              train_variants)
 from lshkit.train import Trainer, TrainConfig, train_step
@@ -160,7 +160,7 @@ def test_early_ordering_reads_the_nearest_and_the_best_off_the_frame():
                     "b": ([4, 2, 3, 2], [5, 3, 4, 3])},
                    {"dense": [60, 20, 10, 8], "a": [60, 40, 30, 9], "b": [60, 30, 20, 12]})
     got = early_ordering(frame, epoch=1).set_index("distance")
-    assert list(got.index) == list(DISTANCES)
+    assert list(got.index) == list(DISTANCE_COLUMNS)
     # Same-epoch: a is nearer from epoch 1 on and ends better, though its perplexity is
     # higher until the last epoch (the situation of Fig. 1 C).
     assert got.loc["distance_same_epoch"].to_dict() == {

@@ -1,4 +1,4 @@
-"""Training loop: exact resume, seeding, learning, exact zeros, divergence, configs (issue 3)."""
+"""Training loop: exact resume, seeding, learning, exact zeros, divergence, configs."""
 import dataclasses
 import json
 
@@ -192,12 +192,6 @@ def test_trainer_rejects_mismatches_before_training(small, tmp_path):
     trainer.save(path)
     with pytest.raises(ValueError, match="lr: checkpoint 10.0, trainer 1.0"):
         Trainer(tiny_cfg(lr=1.0), small, progress=False).load(path)
-
-
-def test_progress_bar_is_quiet_under_ci(small, monkeypatch):
-    monkeypatch.setenv("CI", "true")
-    assert Trainer(tiny_cfg(), small).progress is False
-    assert Trainer(tiny_cfg(), small, progress=True).progress is True
 
 
 def test_callbacks_run_before_the_topology_update_and_extend_the_record(small):

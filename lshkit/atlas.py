@@ -1,0 +1,472 @@
+"""LSH-Bench: a tabulated atlas of pruned candidates, trained once, on which searches replay.
+
+As NAS-Bench-201 (Dong & Yang, ICLR 2020) does for architectures and HPOBench / YAHPO Gym do
+for hyperparameters, the atlas trains every candidate of a finite search space once and
+records everything a search could ask of it, so that any search (LSH, its loss-based baseline,
+grid, random, TPE, ATPE, BOHB, Hyperband; :mod:`lshkit.replay`) can be replayed on the records
+in seconds, with as many repeats as statistics need.
+
+The space (:class:`AtlasSpec`): the authors' 24 methodological variants (paper §3.2: 2 sparse
+inits × 4 death modes × 3 redistributions, growth random) × the death rates
+``death_rates`` at sparsity ``sparsity``, each trained with seed ``seed``, plus the dense
+reference; then seed replicates (``replicate_seeds``) of ``replicates`` candidates spread over
+the grid and of the dense model, which measure the noise floor.
+
+Every candidate trains straight through to its final epoch with the :class:`~lshkit.train.Trainer`
+a real search uses (same death-rate and learning-rate schedules, SNT-ASGD), and its record holds,
+at epoch 0 (before any training) and after every epoch: training loss, validation loss and
+perplexity, the density and a hash of the masks, the LS in the paper convention (stable warm-up)
+and in the full convention on K samples of T validation steps (raw vectors: embeddings are fitted
+at replay time), and at the final epoch the test loss. The seconds are kept apart in
+``timing.json``, since they are the only part that depends on the machine: wall seconds of
+training, evaluation and each LS, and the process's CPU seconds of each (one thread per worker,
+so CPU seconds are what the work costs even when the machine is shared, and what a replay's
+simulated clock counts).
+
+A record depends on its configuration and seed alone (seeded trainer, one torch thread per
+worker): never on build order, worker count, or which other candidates exist. Each candidate is
+its own small file set under ``<root>/<name>/`` (``record.json`` written last, so its presence
+marks a finished candidate); a build skips what exists, so a killed build resumes and an atlas can
+be completed over several sittings.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import multiprocessing
+import os
+import socket
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lshkit.checks import check_choice, check_number, check_positive_int
+from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_json
+
+__all__ = ["AtlasSpec", "Atlas", "build_atlas", "atlas_status", "load_atlas", "candidate_name",
+           "ATLAS_ROOT", "CONVENTIONS"]
+
+#: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
+ATLAS_ROOT = Path("results") / "atlas"
+#: Both LS conventions are recorded (:func:`lshkit.ls.model_spectrum`).
+CONVENTIONS = ("paper", "full")
+_SPEC_FILE = "atlas.json"
+# The space's dimensions in one fixed order (names, grids and the samplers' draws depend on it,
+# and a spec read back from JSON has its keys sorted).
+_ORDER = ("sparse_init", "growth", "death", "redistribution", "death_rate")
+
+
+def _ordered(names) -> list[str]:
+    return sorted(names, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+
+
+@dataclass
+class AtlasSpec(JSONConfig):
+    """The finite space an atlas covers and how each candidate is trained."""
+
+    model: str = "lstm"                            # TrainConfig.model
+    scale: str = "atlas"                           # TrainConfig preset (lshkit.train.TrainConfig.preset)
+    sparsity: float = 0.67                         # Table A1 (stacked LSTM)
+    death_rates: tuple = (0.4, 0.65, 0.9)          # spans the paper's [0.4, 0.9]
+    seed: int = 0                                  # training seed of the main grid
+    replicate_seeds: tuple = (1, 2, 3)             # extra training seeds for the noise floor
+    replicates: int = 4                            # grid candidates re-trained with each replicate seed
+    ls_samples: int = 2                            # K (Table A1's LS batch size)
+    ls_steps: int = 35                             # T
+    variants: dict | None = None                   # name -> choices of the methodological dimensions (None: the authors')
+    train_overrides: dict = field(default_factory=dict)  # TrainConfig fields changed from the preset
+
+    def __post_init__(self):
+        from lshkit.train import MODELS, SCALES
+
+        self.death_rates = tuple(self.death_rates)
+        self.replicate_seeds = tuple(self.replicate_seeds)
+        check_choice("AtlasSpec.model", self.model, MODELS)
+        check_choice("AtlasSpec.scale", self.scale, SCALES)
+        check_number("AtlasSpec.sparsity", self.sparsity, low=0, high=1, high_open=True)
+        if not self.death_rates:
+            raise ValueError("AtlasSpec.death_rates must name at least one death rate")
+        for rate in self.death_rates:
+            check_number("AtlasSpec.death_rates entry", rate, low=0, high=1)
+        for name in ("seed", "replicates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"AtlasSpec.{name}={value!r} is not valid; it must be an integer >= 0")
+        for s in self.replicate_seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0 or s == self.seed:
+                raise ValueError(f"AtlasSpec.replicate_seeds entry {s!r} is not valid; each must be an "
+                                 f"integer >= 0 other than seed={self.seed}")
+        check_positive_int("AtlasSpec.ls_samples", self.ls_samples)
+        check_positive_int("AtlasSpec.ls_steps", self.ls_steps)
+        self.train_config()  # the overrides must make a valid TrainConfig
+        if self.replicates > len(self.grid()):
+            raise ValueError(f"AtlasSpec.replicates={self.replicates} exceeds the {len(self.grid())} "
+                             "grid candidates")
+
+    def train_config(self, seed: int | None = None):
+        from lshkit.train import TrainConfig
+
+        base = TrainConfig.preset(self.scale, self.model)
+        return base.replace(seed=self.seed if seed is None else seed, **self.train_overrides)
+
+    def space(self):
+        """The atlas grid as a :class:`~lshkit.samplers.SearchSpace` (death rate categorical over
+        ``death_rates``): the space the samplers see when a search replays on this atlas."""
+        from lshkit.samplers import Categorical, SearchSpace
+
+        dims = {name: dim for name, dim in SearchSpace.authors().items() if name != "death_rate"}
+        if self.variants is not None:
+            dims = {name: Categorical(tuple(choices)) for name, choices in self.variants.items()}
+        dims["death_rate"] = Categorical(tuple(float(r) for r in self.death_rates))
+        return SearchSpace({name: dims[name] for name in _ordered(dims)})
+
+    def grid(self) -> list[dict]:
+        return self.space().grid_points()
+
+    def replicate_params(self) -> list[dict]:
+        """``replicates`` grid candidates evenly spread over the grid's order, so that the
+        replicated ones differ in every dimension."""
+        grid = self.grid()
+        if self.replicates == 0:
+            return []
+        if self.replicates == 1:
+            return [grid[0]]
+        return [grid[round(i * (len(grid) - 1) / (self.replicates - 1))] for i in range(self.replicates)]
+
+    def candidates(self) -> list[tuple[dict | None, int]]:
+        """Every (params, seed) of the atlas, the dense model first (params None), then the grid,
+        then the replicates."""
+        out = [(None, self.seed)] + [(p, self.seed) for p in self.grid()]
+        for s in self.replicate_seeds:
+            out += [(None, s)] + [(p, s) for p in self.replicate_params()]
+        return out
+
+
+def candidate_name(params: dict | None, seed: int) -> str:
+    """A readable, unique folder name: ``dense-s0`` or ``ER-random-global_magnitude-nonzeros-dr0.65-s0``."""
+    if params is None:
+        return f"dense-s{seed}"
+    parts = [f"dr{params[k]:g}" if k == "death_rate" else str(params[k]) for k in _ordered(params)]
+    return "-".join(parts + [f"s{seed}"])
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed, but byte-identical for identical arrays (zip entries get a fixed
+    date, so two builds of one candidate give identical files)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            payload = io.BytesIO()
+            np.lib.format.write_array(payload, np.ascontiguousarray(array), allow_pickle=False)
+            zf.writestr(info, payload.getvalue())
+    atomic_write(path, buffer.getvalue())
+
+
+def _mask_hash(trainer) -> str | None:
+    if trainer.sparsity is None:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(trainer.sparsity.masks):
+        digest.update(name.encode())
+        digest.update(trainer.sparsity.masks[name].cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _nan_to_none(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+# ------------------------------------------------------------------------------ one candidate
+
+
+def _spectra(trainer, tokens) -> tuple[dict, dict]:
+    """The LS in both conventions on the weights the epoch was evaluated with (SNT-ASGD's averages
+    once on), stable warm-up: values and seconds."""
+    from lshkit.ls import model_spectrum
+
+    values, seconds = {}, {}
+    with trainer.optimizer.averaged():
+        for convention in CONVENTIONS:
+            start, cpu = time.perf_counter(), time.process_time()
+            lam = model_spectrum(trainer.model, tokens, convention=convention, stable_warmup=True)
+            values[convention] = lam.float().cpu().numpy()
+            seconds[convention] = time.perf_counter() - start
+            seconds[f"{convention}_cpu"] = time.process_time() - cpu
+    return values, seconds
+
+
+def _ls_timing(seconds: dict) -> dict:
+    return {f"ls_{c}_{kind}seconds": seconds.get(f"{c}_cpu" if kind else c, 0.0)
+            for c in CONVENTIONS for kind in ("", "cpu_")}
+
+
+def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, device="cpu") -> dict:
+    """Train one atlas candidate straight through; returns ``{"record", "ls", "timing"}``
+    (what :func:`_save` writes)."""
+    import torch
+
+    from lshkit.dst import SparseConfig
+    from lshkit.tracking import ls_tokens
+    from lshkit.train import Trainer, TrainingDiverged
+
+    cfg = spec.train_config(seed)
+    sparse = None
+    if params is not None:
+        sparse = SparseConfig(density=round(1.0 - spec.sparsity, 12), **params)
+    trainer = Trainer(cfg, corpus, sparse, device=device, progress=False)
+    tokens = ls_tokens(corpus, spec.ls_samples, spec.ls_steps).to(trainer.device)
+
+    ls = {c: [] for c in CONVENTIONS}
+    epochs, timing = [], []
+    status, reason = "ok", None
+
+    def record_ls(trainer, record):
+        lam, seconds = _spectra(trainer, tokens)
+        for c in CONVENTIONS:
+            ls[c].append(lam[c])
+        record["_ls_seconds"] = seconds
+        # The masks the epoch was trained and evaluated with, before this epoch's prune/regrow.
+        record["mask_hash"] = _mask_hash(trainer)
+
+    def tabulate(rec, cpu):
+        """The epoch's row (record.json) and its seconds (timing.json); CPU seconds without the LS."""
+        row = {k: _nan_to_none(rec.get(k)) for k in ("train_loss", "valid_loss", "valid_ppl", "density",
+                                                      "death_rate", "lr", "averaging", "mask_hash")}
+        row.update(epoch=rec["epoch"], test_loss=None, failed=status == "failed")
+        seconds = rec.get("_ls_seconds", {})
+        ls_cpu = sum(seconds.get(f"{c}_cpu", 0.0) for c in CONVENTIONS)
+        timing.append(dict(epoch=rec["epoch"], train_seconds=rec.get("train_seconds", 0.0),
+                           eval_seconds=rec.get("eval_seconds", 0.0),
+                           cpu_seconds=time.process_time() - cpu - ls_cpu, **_ls_timing(seconds)))
+        epochs.append(row)
+        return row
+
+    cpu = time.process_time()
+    tabulate(trainer.record_initial([record_ls]), cpu)  # epoch 0, before any training
+    while trainer.epoch < cfg.epochs:
+        cpu = time.process_time()
+        try:
+            rec = trainer.train_epoch([record_ls])
+        except TrainingDiverged as err:
+            status, reason = "failed", err.reason
+            rec = err.record
+        row = tabulate(rec, cpu)
+        if status == "ok" and not all(np.isfinite(ls[c][-1]).all() for c in CONVENTIONS):
+            status, reason = "failed", f"non-finite Lyapunov spectrum after epoch {rec['epoch']}"
+            row["failed"] = True
+        if status != "ok":
+            break
+    test_seconds = test_cpu = 0.0
+    if status == "ok":
+        start, cpu = time.perf_counter(), time.process_time()
+        epochs[-1]["test_loss"] = trainer.evaluate("test")
+        test_seconds, test_cpu = time.perf_counter() - start, time.process_time() - cpu
+    n = len(ls["paper"])
+    record = {"name": candidate_name(params, seed), "params": params, "seed": seed, "status": status,
+              "reason": reason, "train_config": cfg.to_dict(),
+              "sparse_config": None if sparse is None else sparse.to_dict(),
+              "ls_settings": {"K": spec.ls_samples, "T": spec.ls_steps, "stable_warmup": True,
+                              "conventions": list(CONVENTIONS), "epochs_stored": n},
+              "epochs": epochs}
+    timing = {"epochs": timing, "test_seconds": test_seconds, "test_cpu_seconds": test_cpu, "host": socket.gethostname(),
+              "threads": torch.get_num_threads(), "device": str(trainer.device),
+              "load_average": list(os.getloadavg()), "versions": versions(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {"record": record, "ls": {c: np.stack(ls[c]).astype(np.float32) for c in CONVENTIONS},
+            "timing": timing}
+
+
+def _save(folder: Path, result: dict) -> None:
+    _write_npz(folder / "ls.npz", result["ls"])
+    write_json(folder / "timing.json", result["timing"])
+    write_json(folder / "record.json", result["record"])  # last: marks the candidate finished
+
+
+# ------------------------------------------------------------------------------ build
+
+
+def _check_spec_file(root: Path, spec: AtlasSpec) -> None:
+    path = root / _SPEC_FILE
+    if path.exists():
+        stored = AtlasSpec.from_dict(read_json(path))
+        if stored != spec:
+            diff = {k: (getattr(stored, k), getattr(spec, k)) for k in spec.to_dict()
+                    if getattr(stored, k) != getattr(spec, k)}
+            raise ValueError(f"{root} holds an atlas of another specification (field: stored, asked "
+                             f"= {diff}); build into another folder")
+    else:
+        write_json(path, spec.to_dict())
+
+
+_WORKER = {}
+
+
+def _init_worker(data_dir):
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["data_dir"] = data_dir
+    _WORKER["corpora"] = {}
+
+
+def _build_one(job) -> str:
+    from lshkit.data import load_corpus
+
+    spec_json, params, seed, folder = job
+    spec = AtlasSpec.from_json(spec_json)
+    name = spec.train_config().dataset
+    if name not in _WORKER["corpora"]:
+        _WORKER["corpora"][name] = load_corpus(name, root=_WORKER["data_dir"])
+    _save(Path(folder), train_candidate(spec, params, seed, _WORKER["corpora"][name]))
+    return Path(folder).name
+
+
+def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, limit: int | None = None,
+                progress: bool | None = None) -> list[str]:
+    """Train every candidate of ``spec`` not yet in ``root`` (default ``results/atlas/<scale>``)
+    in ``workers`` processes of one torch thread each; returns the names built. ``limit``: build
+    at most that many this time (the rest another time)."""
+    from tqdm.auto import tqdm
+
+    from lshkit.train import auto_progress
+
+    check_positive_int("workers", workers)
+    if limit is not None:
+        check_positive_int("limit", limit)
+    root = Path(root or ATLAS_ROOT / spec.scale)
+    _check_spec_file(root, spec)
+    todo = [(spec.to_json(), p, s, str(root / candidate_name(p, s))) for p, s in spec.candidates()
+            if not (root / candidate_name(p, s) / "record.json").exists()]
+    todo = todo[:limit] if limit is not None else todo
+    progress = auto_progress() if progress is None else progress
+    built = []
+    bar = tqdm(total=len(todo), desc=f"atlas {spec.scale}", unit="candidate", disable=not progress)
+    with bar:
+        if workers == 1:
+            _init_worker(data_dir)
+            for job in todo:
+                built.append(_build_one(job))
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_init_worker, initargs=(data_dir,)) as pool:
+                for name in pool.imap_unordered(_build_one, todo):
+                    built.append(name)
+                    bar.update()
+    return built
+
+
+# ------------------------------------------------------------------------------ load
+
+
+@dataclass
+class Atlas:
+    """A loaded atlas: ``spec``, ``records`` (name -> record.json), ``timing`` (name ->
+    timing.json) and the LS arrays on demand (:meth:`ls`)."""
+
+    root: Path
+    spec: AtlasSpec
+    records: dict
+    timing: dict
+    _ls: dict = field(default_factory=dict, repr=False)
+
+    def name(self, params: dict | None, seed: int) -> str:
+        return candidate_name(params, seed)
+
+    def record(self, params: dict | None, seed: int) -> dict:
+        """The record of (params, seed); a clear error naming the candidate if the atlas lacks it."""
+        name = candidate_name(params, seed)
+        if name not in self.records:
+            raise KeyError(f"the atlas at {self.root} has no candidate {name!r} "
+                           f"(params {params}, seed {seed}): build it with "
+                           f"`python -m lshkit atlas build --scale {self.spec.scale}`")
+        return self.records[name]
+
+    def ls(self, name: str, convention: str = "paper") -> np.ndarray:
+        """``[epochs + 1, N]`` LS of candidate ``name`` (row 0 before training), float32 as stored."""
+        check_choice("convention", convention, CONVENTIONS)
+        if name not in self._ls:
+            with np.load(self.root / name / "ls.npz") as data:
+                self._ls[name] = {c: data[c] for c in CONVENTIONS}
+        return self._ls[name][convention]
+
+    def epochs(self) -> pd.DataFrame:
+        """One row per candidate-epoch: name, seed, the configuration (NaN for the dense model),
+        losses, perplexities, density, and the recorded seconds."""
+        rows = []
+        for name, rec in self.records.items():
+            params = rec["params"] or {}
+            for e, t in zip(rec["epochs"], self.timing[name]["epochs"]):
+                row = {"name": name, "seed": rec["seed"], "dense": rec["params"] is None, **params, **e, **t}
+                row.pop("mask_hash", None)
+                row["epoch"] = e["epoch"]
+                row["test_ppl"] = math.exp(e["test_loss"]) if e["test_loss"] is not None else math.nan
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        for col in ("train_loss", "valid_loss", "valid_ppl", "test_loss", "death_rate"):
+            if col in frame:
+                frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        return frame
+
+    def candidates(self) -> pd.DataFrame:
+        """One row per candidate: its configuration, seed, status, final validation and test
+        perplexity, and its CPU seconds (all of it, and each LS)."""
+        rows = []
+        for name, rec in self.records.items():
+            last = rec["epochs"][-1]
+            t = self.timing[name]
+            rows.append({"name": name, "seed": rec["seed"], "dense": rec["params"] is None,
+                         **(rec["params"] or {}), "status": rec["status"], "epochs": last["epoch"],
+                         "valid_ppl": last["valid_ppl"] if last["valid_ppl"] is not None else math.nan,
+                         "test_ppl": math.exp(last["test_loss"]) if last["test_loss"] is not None else math.nan,
+                         "cpu_seconds": _cpu_seconds(t),
+                         **{f"ls_{c}_cpu_seconds": sum(e[f"ls_{c}_cpu_seconds"] for e in t["epochs"])
+                            for c in CONVENTIONS}})
+        return pd.DataFrame(rows)
+
+
+def _cpu_seconds(timing: dict) -> float:
+    """A candidate's whole cost in CPU seconds: training, evaluation, both LS, the test."""
+    return timing["test_cpu_seconds"] + sum(e["cpu_seconds"] + sum(e[f"ls_{c}_cpu_seconds"] for c in CONVENTIONS)
+                                            for e in timing["epochs"])
+
+
+def load_atlas(root) -> Atlas:
+    """Read the atlas at ``root`` (a folder written by :func:`build_atlas`). Missing candidates
+    are allowed here (see :func:`atlas_status`); asking for one is a clear error."""
+    root = Path(root)
+    if not (root / _SPEC_FILE).exists():
+        raise FileNotFoundError(f"no atlas at {root} (no {_SPEC_FILE}); build one with "
+                                "`python -m lshkit atlas build`")
+    spec = AtlasSpec.from_dict(read_json(root / _SPEC_FILE))
+    records, timing = {}, {}
+    for p, s in spec.candidates():
+        name = candidate_name(p, s)
+        if (root / name / "record.json").exists():
+            records[name] = read_json(root / name / "record.json")
+            timing[name] = read_json(root / name / "timing.json")
+    return Atlas(root, spec, records, timing)
+
+
+def atlas_status(root) -> dict:
+    """What is done and what is missing, with the measured seconds per candidate."""
+    atlas = load_atlas(root)
+    names = [candidate_name(p, s) for p, s in atlas.spec.candidates()]
+    done = [n for n in names if n in atlas.records]
+    seconds = [_cpu_seconds(atlas.timing[n]) for n in done]
+    mean = float(np.mean(seconds)) if seconds else math.nan
+    return {"root": str(atlas.root), "scale": atlas.spec.scale, "total": len(names), "done": len(done),
+            "missing": [n for n in names if n not in atlas.records], "complete": len(done) == len(names),
+            "failed": [n for n in done if atlas.records[n]["status"] != "ok"],
+            "seconds_per_candidate": mean, "seconds_total": float(np.sum(seconds)),
+            "remaining_seconds_one_worker": mean * (len(names) - len(done))}

@@ -1,0 +1,135 @@
+"""The atlas and replays on it: determinism of the build, replay equals reality, the simulated
+clock, and a missing candidate named."""
+from __future__ import annotations
+
+import filecmp
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import SPEC
+from lshkit.atlas import AtlasSpec, atlas_status, build_atlas, candidate_name, load_atlas
+from lshkit.replay import AtlasRunner, atlas_config, replay, replay_many
+from lshkit.search import LSHSearch, run_search
+
+
+def _files(root):
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != "timing.json")
+
+
+def test_atlas_is_complete_and_records_every_epoch(atlas_dir):
+    status = atlas_status(atlas_dir)
+    assert status["complete"] and status["done"] == 9 and not status["failed"]
+    atlas = load_atlas(atlas_dir)
+    epochs = atlas.epochs()
+    assert sorted(epochs.epoch.unique()) == [0, 1, 2, 3, 4]
+    assert len(epochs) == 9 * 5
+    sparse = epochs[~epochs.dense]
+    assert np.allclose(sparse.density, 0.33, atol=1e-3)
+    # The test perplexity is recorded at the final epoch; LS in both conventions at every epoch.
+    assert epochs[epochs.epoch == 4].test_ppl.notna().all() and epochs[epochs.epoch < 4].test_ppl.isna().all()
+    name = candidate_name({"sparse_init": "ER", "growth": "random", "death": "SET",
+                           "redistribution": "nonzeros", "death_rate": 0.9}, 0)
+    assert atlas.ls(name, "paper").shape == (5, 32) and atlas.ls(name, "full").shape == (5, 64)
+    assert atlas.ls(name).dtype == np.float32
+    # Pruned models differ from the dense one, and training moves the LS.
+    assert not np.allclose(atlas.ls(name)[0], atlas.ls(name)[4])
+
+
+def test_atlas_build_is_deterministic_across_workers_and_interruptions(atlas_dir, tmp_path):
+    spec = AtlasSpec(**{**SPEC.to_dict(), "death_rates": (0.5,),
+                        "variants": {**SPEC.variants, "death": ["SET"]}})
+    two = tmp_path / "two"
+    build_atlas(spec, two, workers=2, progress=False)
+    parts = tmp_path / "parts"
+    assert len(build_atlas(spec, parts, limit=2, progress=False)) == 2
+    assert atlas_status(parts)["done"] == 2 and not atlas_status(parts)["complete"]
+    build_atlas(spec, parts, progress=False)
+    # The same candidates built with one worker inside the bigger atlas.
+    for name in {p.parts[0] for p in _files(two)} - {"atlas.json"}:
+        for f in ("record.json", "ls.npz"):
+            assert filecmp.cmp(two / name / f, parts / name / f, shallow=False), (name, f)
+            assert filecmp.cmp(two / name / f, atlas_dir / name / f, shallow=False), (name, f)
+
+
+def test_atlas_of_another_spec_is_refused(atlas_dir):
+    other = AtlasSpec(**{**SPEC.to_dict(), "sparsity": 0.5})
+    with pytest.raises(ValueError, match="another specification"):
+        build_atlas(other, atlas_dir, progress=False)
+
+
+@pytest.mark.parametrize("fields", [dict(sampler="grid", ranking="ls", pool=4),
+                                    dict(sampler="tpe", ranking="loss", pool=6)])
+def test_replay_equals_reality(atlas_dir, tmp_path, fields):
+    atlas = load_atlas(atlas_dir)
+    config = atlas_config(atlas, epochs_per_round=1, seed=0, **fields)
+    real = run_search(config, tmp_path / "real", reference_dir=tmp_path / "ref", device="cpu", progress=False)
+    replayed = replay(atlas, tmp_path / "replay", epochs_per_round=1, seed=0, **fields)
+    assert replayed["selected"] == real["selected"]
+    assert replayed["valid_ppl"] == real["valid_ppl"] and replayed["test_ppl"] == real["test_ppl"]
+    assert replayed["candidates"] == real["candidates"] and replayed["rounds"] == real["rounds"]
+    events = [pd.read_csv(tmp_path / d / "events.csv") for d in ("real", "replay")]
+    pd.testing.assert_frame_equal(*events)
+    epochs = [pd.read_csv(tmp_path / d / "epochs.csv") for d in ("real", "replay")]
+    cols = ["candidate", "phase", "round", "epoch", "train_loss", "valid_loss", "score", "distance"]
+    pd.testing.assert_frame_equal(*(e[[c for c in cols if c in e]] for e in epochs))
+
+
+def test_simulated_clock_is_the_sum_of_the_epochs_consumed(atlas_dir, tmp_path):
+    atlas = load_atlas(atlas_dir)
+    summary = replay(atlas, tmp_path, sampler="random", ranking="ls", epochs_per_round=1, pool=6, seed=3)
+    epochs = pd.read_csv(tmp_path / "epochs.csv")
+    names = list(atlas.spec.space())
+    expected = 0.0
+    for row in epochs.itertuples():
+        name = candidate_name({n: getattr(row, n) for n in names}, atlas.spec.seed)
+        t = atlas.timing[name]["epochs"][row.epoch]
+        expected += t["cpu_seconds"] + (t["ls_paper_cpu_seconds"] if row.phase == "selection" else 0.0)
+    assert summary["timings"]["total_seconds"] == pytest.approx(expected, rel=1e-12)
+    assert summary["runner"] == "atlas" and summary["timings"]["total_seconds"] > 0
+
+
+def test_a_missing_candidate_is_named(atlas_dir, tmp_path):
+    root = tmp_path / "holey"
+    shutil.copytree(atlas_dir, root)
+    gone = candidate_name({"sparse_init": "uniform", "growth": "random", "death": "magnitude",
+                           "redistribution": "nonzeros", "death_rate": 0.9}, 0)
+    shutil.rmtree(root / gone)
+    assert atlas_status(root)["missing"] == [gone]
+    with pytest.raises(KeyError, match=gone):
+        replay(root, sampler="grid", ranking="ls", epochs_per_round=1, pool=4)
+
+
+def test_a_search_that_does_not_fit_the_atlas_is_refused(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    with pytest.raises(ValueError, match="fixes \\['sparsity'\\]"):
+        atlas_config(atlas, sparsity=0.5)
+    config = atlas_config(atlas, sampler="random")
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="does not fit the atlas"):
+        LSHSearch(replace(config, final_epochs=3), runner=AtlasRunner(atlas, replace(config, final_epochs=3)))
+
+
+def test_replay_many_writes_one_row_per_repeat(atlas_dir, tmp_path):
+    frame = replay_many(atlas_dir, tmp_path, repeats=3, sampler="random", ranking="loss",
+                        epochs_per_round=1, pool=6)
+    assert list(frame.seed) == [0, 1, 2] and frame.test_ppl.notna().all()
+    assert (tmp_path / "seed-2" / "summary.json").exists() and (tmp_path / "replays.csv").exists()
+
+
+def test_replay_command(atlas_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "lshkit", "replay", "--atlas", str(atlas_dir), "--budget",
+                           "smoke", "--epochs-per-round", "1", "--repeats", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 replays of tpe + ls at budget smoke" in proc.stdout
+    assert len(pd.read_csv(out / "replays.csv")) == 2
+    bad = subprocess.run([sys.executable, "-m", "lshkit", "replay", "--atlas", str(tmp_path / "none"),
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no atlas at" in bad.stderr
