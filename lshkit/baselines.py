@@ -34,12 +34,12 @@ from lshkit import paper
 from lshkit.checks import check_choice, check_int, check_number, check_positive_int
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
-from lshkit.env import resolve_device
+from lshkit.env import auto_progress, resolve_device
 from lshkit.io import read_json, versions, write_csv, write_json
 from lshkit.samplers import Observation, make_sampler
 from lshkit.search import MODELS as SEARCH_MODELS
 from lshkit.search import SearchConfig, run_search
-from lshkit.search.runner import TrainingRunner, candidate_configs, reference_key, train_reference
+from lshkit.search.runner import Runner, TrainingRunner, candidate_configs, reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
@@ -488,51 +488,38 @@ def speedup_holds(result: dict) -> bool:
 
 def full_training_search(config: SearchConfig, out, *, target_ppl: float | None = None,
                          max_candidates: int | None = None, storage: str | None = None,
-                         device="auto", checkpoints=None, progress: bool | None = None) -> dict:
+                         device="auto", checkpoints=None, progress: bool | None = None,
+                         runner: Runner | None = None) -> dict:
     """The loss-based full-training search of Fig. 3 (right): candidates proposed by
     ``config.sampler`` (the first by ``initial``, then ``propose`` with every finished
     candidate's best validation loss as its score) are trained one after another to
     ``final_epochs``, until one reaches validation perplexity ``target_ppl`` (default
     ``config.target_ppl``); that candidate stops at the epoch it does. At most
     ``max_candidates`` (default: the pool size). Records ``full_training.csv`` (one row per
-    candidate-epoch with the cumulative compute seconds) and ``full_training.json``.
-    Resumable like the search (its own jobs study in ``storage``)."""
+    candidate-epoch with the cumulative compute seconds) and ``full_training.json`` into
+    ``out`` (when given). ``runner`` carries out the "full" units (default: a
+    :class:`~lshkit.search.runner.TrainingRunner`, resumable like the search through its own
+    jobs study in ``storage``; :class:`lshkit.replay.AtlasRunner` reads them from an atlas)."""
     target = config.target_ppl if target_ppl is None else target_ppl
     if target is None or not target > 1:
         raise ValueError(f"target_ppl must be a perplexity > 1; got {target!r}")
-    runner = TrainingRunner(dataclasses.replace(config, target_ppl=target), out, storage=storage,
-                            device=device, checkpoints=checkpoints, prefix="full")
+    if runner is None:
+        runner = TrainingRunner(dataclasses.replace(config, target_ppl=target), out, storage=storage,
+                                device=device, checkpoints=checkpoints, prefix="full",
+                                progress=auto_progress() if progress is None else progress)
+        runner.open()
     cfg = runner.config
     sampler = make_sampler(cfg.sampler, cfg.search_space(), cfg.seed)
     limit = cfg.pool if max_candidates is None else max_candidates
     check_int("max_candidates", limit, low=1)
-    runner.open()
-
-    def train_until_target(job):
-        spec = job.spec
-        trainer_cfg, sparse = candidate_configs(cfg, spec["params"])
-        trainer = Trainer(trainer_cfg, runner.corpus, sparse, device=runner.device, progress=False)
-        path = runner.checkpoints / f"c{spec['candidate']:04d}.pt"
-        if path.exists():
-            trainer.load(path)
-        status, reason = "ok", None
-        while trainer.epoch < cfg.final_epochs and not any(r["valid_ppl"] <= target for r in trainer.history):
-            try:
-                trainer.train_epoch()
-            except TrainingDiverged as err:
-                status, reason = "failed", err.reason
-                break
-            trainer.save(path)
-            runner.queue.heartbeat(job.trial_id, epoch=trainer.epoch)
-        return {"status": status, "reason": reason, "records": trainer.history}
 
     history, rows, cumulative, reached = [], [], 0.0, None
     for i in range(limit):
         params = sampler.initial(1) if i == 0 else sampler.propose(1, history)
         if not params:
             break
-        spec = {"kind": "full", "candidate": i, "params": params[0]}
-        result = runner.queue.run({f"full-c{i}": spec}, train_until_target)[f"full-c{i}"]
+        spec = {"kind": "full", "candidate": i, "params": params[0], "target_ppl": float(target)}
+        result = runner.run({f"full-c{i}": spec}, f"full training c{i}")[f"full-c{i}"]
         best = math.inf
         for rec in result["records"]:
             cumulative += rec.get("train_seconds", 0.0) + rec.get("eval_seconds", 0.0)
@@ -550,6 +537,7 @@ def full_training_search(config: SearchConfig, out, *, target_ppl: float | None 
     summary = {"target_ppl": target, "reached": reached is not None, "result": reached,
                "candidates_trained": len(history), "total_seconds": cumulative,
                "config": cfg.to_dict(), "versions": versions()}
-    write_csv(Path(out) / "full_training.csv", pd.DataFrame(rows))
-    write_json(Path(out) / "full_training.json", summary)
-    return summary
+    if out is not None:
+        write_csv(Path(out) / "full_training.csv", pd.DataFrame(rows))
+        write_json(Path(out) / "full_training.json", summary)
+    return dict(summary, rows=pd.DataFrame(rows))

@@ -5,9 +5,16 @@ to the dense model in the LS space predict its final perplexity better than its 
 :func:`early_signals` reads both signals for every pruned candidate of an atlas at each early
 epoch; :func:`rank_correlation` gives Spearman's ρ between a signal and the final perplexity with
 a bootstrap 95% interval over candidates; :func:`paired_difference` the difference of two signals'
-ρ with a paired bootstrap interval (the same resampled candidates for both).
+ρ with a paired bootstrap interval (the same resampled candidates for both);
+:func:`predictive_power` both for every LS convention and embedding × distance;
+:func:`survival` the practical form (does the true best quarter survive a half-removal?);
+:func:`seed_noise` the training noise measured by the atlas's seed replicates; and
+:func:`paired_replays` the paired difference of two rankings over replayed searches (Table 2).
 """
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -15,20 +22,27 @@ from scipy.stats import rankdata
 
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
-from lshkit.checks import check_choice, check_int
+from lshkit.checks import check_choice, check_int, check_number
+from lshkit.sweep import summarise
 
-__all__ = ["early_signals", "rank_correlation", "paired_difference"]
+__all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival",
+           "seed_noise", "paired_replays", "interval_verdict", "overall_verdict", "time_to_target_summary", "SIGNALS"]
+
+#: The two early signals the paper sets against each other, in the order tables show them.
+SIGNALS = ("ls_distance", "valid_loss")
 
 
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
                   distance: str = "l2", fit: str = "candidate", seed: int | None = None) -> pd.DataFrame:
     """One row per (pruned candidate, epoch E): ``ls_distance`` (the candidate's LS history from
-    epoch 0 to E embedded with the dense model's final LS, as a search ranks it), ``valid_loss``
+    epoch 0 to E embedded with the dense model's final LS, as a search ranks it, measured by
+    ``distance``; ``ls_distance_<d>`` for every distance d of the same embedding), ``valid_loss``
     at E, and the candidate's ``final_valid_ppl`` and ``final_test_ppl``. Candidates of training
     seed ``seed`` (default the atlas's main seed); the dense model of the same seed is the reference."""
     check_choice("convention", convention, ("paper", "full"))
     check_choice("embedding", embedding, emb.EMBEDDINGS)
     check_choice("fit", fit, emb.FITS)
+    check_choice("distance", distance, emb.DISTANCES)
     seed = atlas.spec.seed if seed is None else seed
     epochs = list(epochs)
     for e in epochs:
@@ -42,8 +56,8 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
         last = record["epochs"][-1]
         for e in epochs:
             space = emb.ls_space(reference, {name: history[: e + 1]}, embedding=embedding, fit=fit)
-            rows.append({"name": name, **record["params"], "epoch": e,
-                         "ls_distance": space.distances(distance)[name],
+            d = {f"ls_distance_{k}": space.distances(k)[name] for k in emb.DISTANCES}
+            rows.append({"name": name, **record["params"], "epoch": e, "ls_distance": d[f"ls_distance_{distance}"], **d,
                          "valid_loss": record["epochs"][e]["valid_loss"],
                          "final_valid_ppl": last["valid_ppl"], "final_test_ppl": float(np.exp(last["test_loss"]))})
     return pd.DataFrame(rows)
@@ -97,4 +111,142 @@ def paired_difference(frame: pd.DataFrame, a: str = "ls_distance", b: str = "val
         diff = rho[a] - rho[b]
         lo, hi = _interval(diff)
         rows.append({"epoch": epoch, "a": a, "b": b, "candidates": n, "difference": diff[0], "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def predictive_power(atlas: Atlas, epochs=range(6), *, conventions=("paper", "full"), embeddings=emb.EMBEDDINGS,
+                     distances=emb.DISTANCES, fit: str = "candidate", n_boot: int = 2000,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 1's claim for every LS convention × embedding × distance: ``(correlations,
+    differences)``. ``correlations`` has one row per (convention, embedding, distance, epoch,
+    signal) with Spearman's ρ against the final validation perplexity and its bootstrap 95%
+    interval (the validation loss does not depend on the LS settings, so its rows repeat);
+    ``differences`` one row per (convention, embedding, distance, epoch) with ρ(LS distance) −
+    ρ(validation loss) and its paired interval. Both resample the same candidates."""
+    corr, diff = [], []
+    for convention, embedding in itertools.product(conventions, embeddings):
+        signals = early_signals(atlas, epochs, convention=convention, embedding=embedding, fit=fit)
+        for distance in distances:
+            frame = signals.assign(ls_distance=signals[f"ls_distance_{distance}"])
+            keys = {"convention": convention, "embedding": embedding, "distance": distance}
+            for signal in SIGNALS:
+                corr.append(rank_correlation(frame, signal, n_boot=n_boot, seed=seed).assign(**keys))
+            diff.append(paired_difference(frame, n_boot=n_boot, seed=seed).assign(**keys))
+    order = ["convention", "embedding", "distance", "epoch"]
+    return (pd.concat(corr, ignore_index=True)[order + ["signal", "candidates", "rho", "lo", "hi"]],
+            pd.concat(diff, ignore_index=True)[order + ["candidates", "difference", "lo", "hi"]])
+
+
+def survival(frame: pd.DataFrame, signal: str, *, best: float = 0.25, keep: float = 0.5,
+             target: str = "final_valid_ppl") -> pd.DataFrame:
+    """The practical form of the claim, per epoch: of the candidates whose ``target`` is in the
+    best ``best`` fraction, the share that a removal keeping the ``keep`` fraction with the lowest
+    ``signal`` would keep (a removal round of Algorithm 1 with half the pool removed); by chance
+    alone the share is ``keep``."""
+    check_number("best", best, low=0, low_open=True, high=1)
+    check_number("keep", keep, low=0, low_open=True, high=1)
+    rows = []
+    for epoch, group in frame.groupby("epoch"):
+        n = len(group)
+        k = max(1, round(keep * n))
+        values = group[signal].to_numpy()
+        top = group[target].rank(method="first").to_numpy() <= max(1, round(best * n))
+        # Ties are broken at random: a candidate tied with others across the cut is kept with the
+        # probability of landing among the first k (a constant signal keeps the best by chance).
+        below = (values[None, :] < values[:, None]).sum(axis=1)
+        tied = (values[None, :] == values[:, None]).sum(axis=1)
+        kept = np.clip((k - below) / tied, 0.0, 1.0)
+        rows.append({"epoch": epoch, "signal": signal, "candidates": n, "best": int(top.sum()),
+                     "survivors": float(kept[top].sum()), "fraction": float(kept[top].mean())})
+    return pd.DataFrame(rows)
+
+
+def seed_noise(atlas: Atlas) -> pd.DataFrame:
+    """The noise floor from the atlas's seed replicates: for each replicated configuration (and
+    the dense model), the final validation and test perplexity over its training seeds (mean,
+    standard deviation, count), beside the standard deviation across the main seed's grid
+    candidates (``between candidates``), which the signals must resolve."""
+    frame = atlas.candidates()
+    frame = frame[frame.status == "ok"]
+    rows = []
+    for name_params, group in frame.groupby(frame["name"].str.replace(r"-s\d+$", "", regex=True)):
+        if len(group) < 2:
+            continue
+        rows.append({"configuration": name_params, "seeds": len(group),
+                     "valid_ppl_mean": group.valid_ppl.mean(), "valid_ppl_sd": group.valid_ppl.std(ddof=1),
+                     "test_ppl_mean": group.test_ppl.mean(), "test_ppl_sd": group.test_ppl.std(ddof=1)})
+    grid = frame[(frame.seed == atlas.spec.seed) & ~frame.dense]
+    rows.append({"configuration": "between candidates", "seeds": 1, "valid_ppl_mean": grid.valid_ppl.mean(),
+                 "valid_ppl_sd": grid.valid_ppl.std(ddof=1), "test_ppl_mean": grid.test_ppl.mean(),
+                 "test_ppl_sd": grid.test_ppl.std(ddof=1)})
+    return pd.DataFrame(rows)
+
+
+def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", by=("sampler", "budget"),
+                   value: str = "test_ppl") -> pd.DataFrame:
+    """Per group of ``by``: the mean of ``value`` under ranking ``a`` minus under ranking ``b``,
+    paired by seed (the same seed gives both searches the same initial pool), with its 95%
+    Student-t interval over the pairs (:func:`lshkit.sweep.summarise`); negative means ``a``
+    selects better models. Also how many pairs each ranking won."""
+    by = list(by)
+    wide = frame.pivot_table(index=by + ["seed"], columns="ranking", values=value).reset_index()
+    if a not in wide or b not in wide:
+        raise ValueError(f"frame needs searches ranked by both {a!r} and {b!r}")
+    wide["difference"] = wide[a] - wide[b]
+    out = summarise(wide, by, value="difference").rename(columns={"n": "pairs", "mean": "difference"})
+    out["lo"], out["hi"] = out.difference - out.ci95, out.difference + out.ci95
+    wins = wide.groupby(by, sort=False)["difference"].agg(
+        **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
+    return out.drop(columns=["std", "ci95"]).merge(wins, on=by)
+
+
+def interval_verdict(lo: float, hi: float, *, better: str = "above") -> str:
+    """A claim that a quantity is above 0 (``better="above"``) or below 0 (``"below"``), judged
+    by its 95% interval: "holds" when the interval lies wholly on the claimed side, "does not
+    hold" when wholly on the other, else "is inconclusive"."""
+    check_choice("better", better, ("above", "below"))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "is inconclusive"
+    if better == "below":
+        lo, hi = -hi, -lo
+    return "holds" if lo > 0 else "does not hold" if hi < 0 else "is inconclusive"
+
+
+def overall_verdict(verdicts) -> str:
+    """A claim made for every cell (e.g. every optimiser and budget of Table 2) from the cells'
+    :func:`interval_verdict`: it holds when it holds in every cell, does not hold when it fails
+    in any, and is otherwise inconclusive."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise ValueError("overall_verdict needs at least one cell's verdict")
+    if all(v == "holds" for v in verdicts):
+        return "holds"
+    return "does not hold" if "does not hold" in verdicts else "is inconclusive"
+
+
+def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full training", n_boot: int = 2000,
+                           seed: int = 0) -> pd.DataFrame:
+    """Fig. 3 right over repeats (a frame of :func:`lshkit.replay.replay_time_to_target`): per
+    method, the share of repeats that reached the target, the median seconds to it with the
+    2.5 and 97.5 percentiles over repeats (a repeat that never got there counts as infinitely
+    long), and the speed-up ``median(baseline) / median(method)`` with a bootstrap 95% interval
+    over repeats (resampled in pairs: the same seeds for both)."""
+    check_int("n_boot", n_boot, low=10)
+    wide = frame.pivot(index="repeat", columns="method", values="seconds").fillna(np.inf)
+    if baseline not in wide:
+        raise ValueError(f"baseline={baseline!r} is not a method of the frame; its methods are {list(wide.columns)}")
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(wide), size=(n_boot, len(wide)))
+    base = wide[baseline].to_numpy()
+    rows = []
+    for method in wide.columns:
+        t = wide[method].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = np.median(base[index], axis=1) / np.median(t[index], axis=1)
+            speedup = np.median(base) / np.median(t)
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        rows.append({"method": method, "repeats": len(t), "reached": float(np.isfinite(t).mean()),
+                     "median_seconds": float(np.median(t)), "p2.5_seconds": float(np.quantile(t, 0.025)),
+                     "p97.5_seconds": float(np.quantile(t, 0.975)), "speedup": float(speedup),
+                     "speedup_lo": float(lo), "speedup_hi": float(hi)})
     return pd.DataFrame(rows)

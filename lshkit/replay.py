@@ -17,22 +17,25 @@ replay (the optimiser's own decision time is recorded apart, as ``wall_seconds``
 """
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from lshkit.atlas import Atlas, load_atlas
+from lshkit.atlas import Atlas, candidate_name, load_atlas
 from lshkit.checks import check_int
-from lshkit.io import write_csv, write_json
+from lshkit.io import read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import SearchConfig
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner
 
-__all__ = ["AtlasRunner", "atlas_config", "replay", "replay_many"]
+__all__ = ["AtlasRunner", "atlas_config", "grid_optimum", "replay", "replay_many", "replay_sweep", "replay_time_to_target"]
 
 
 def _fixed(spec) -> dict:
@@ -85,6 +88,11 @@ class AtlasRunner(Runner):
         return {key: self._unit(spec) for key, spec in specs.items()}
 
     def _unit(self, spec: dict) -> dict:
+        if spec["kind"] == "full":
+            result = self._read(spec["params"], 0, self.config.final_epochs, False, final=False)
+            records = result["records"]
+            hit = next((i for i, r in enumerate(records) if r["valid_ppl"] <= spec["target_ppl"]), None)
+            return dict(result, records=records if hit is None else records[:hit + 1])
         if spec["kind"] == "reference":
             result = self._read(None, 0, self.config.final_epochs, True, final=True)
             result["key"] = self.atlas.name(None, self.train_seed)
@@ -125,6 +133,21 @@ class AtlasRunner(Runner):
         return result
 
 
+def grid_optimum(atlas: Atlas) -> dict:
+    """The configuration grid search should find (Table 4's "optimal config"): of the variants a
+    grid search replays (:func:`atlas_config`), the one with the lowest final validation
+    perplexity, read from the atlas (every candidate is trained to the end there)."""
+    space = atlas_config(atlas, sampler="grid").resolved("cpu").search_space()
+    finals = {}
+    for params in space.grid_points():
+        record = atlas.record(params, atlas.spec.seed)
+        if record["status"] == "ok":
+            finals[candidate_name(params, atlas.spec.seed)] = (record["epochs"][-1]["valid_ppl"], params)
+    if not finals:
+        raise ValueError(f"no grid candidate of the atlas at {atlas.root} finished")
+    return min(finals.values(), key=lambda v: v[0])[1]
+
+
 def replay(atlas: Atlas | str | Path, out=None, *, train_seed: int | None = None, **fields) -> dict:
     """One search replayed on ``atlas`` (a loaded :class:`~lshkit.atlas.Atlas` or its folder);
     ``fields`` as for :func:`atlas_config`. Writes the same tidy files as a real search into
@@ -143,7 +166,8 @@ def _row(summary: dict, repeat: int) -> dict:
            "candidates": summary["candidates"], "failed": summary["failed"], "rounds": summary["rounds"],
            "valid_ppl": summary["valid_ppl"] if summary["valid_ppl"] is not None else math.nan,
            "test_ppl": summary["test_ppl"] if summary["test_ppl"] is not None else math.nan,
-           "selection_seconds": t["selection_seconds"], "total_seconds": t["total_seconds"],
+           "selection_seconds": t["selection_seconds"], "final_seconds": t["final_seconds"],
+           "total_seconds": t["total_seconds"],
            "decision_seconds": t["wall_seconds"]}
     row.update({f"selected_{k}": v for k, v in (summary["selected"] or {}).items()})
     return row
@@ -154,11 +178,18 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     """``repeats`` replays of one search with seeds ``first_seed ..``; one row per repeat
     (selection, its perplexities, simulated seconds, decision seconds). With ``out``: each
     repeat's tidy files under ``out/seed-<k>/`` (``write_repeats``), ``replays.csv`` and
-    ``summary.json`` (mean and 95% interval of the test perplexity, configuration)."""
+    ``summary.json`` (mean and 95% interval of the test perplexity, configuration); a finished
+    ``out`` with the same atlas, fields and seeds is read back instead of replayed again."""
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     atlas_config(atlas, **{**fields, "seed": first_seed})  # a bad field fails before any replay
+    key = {"atlas": str(atlas.root), "repeats": repeats, "first_seed": first_seed, "fields": fields}
+    done = Path(out) / "summary.json" if out is not None else None
+    if done is not None and done.exists():
+        previous = read_json(done)
+        if {k: previous.get(k) for k in key} == json.loads(json.dumps(key)):
+            return pd.read_csv(Path(out) / "replays.csv")
     start = time.perf_counter()
     rows = []
     for k in range(first_seed, first_seed + repeats):
@@ -169,9 +200,64 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
         write_csv(Path(out) / "replays.csv", frame)
         ppl = frame.test_ppl.dropna()
         half = 1.96 * ppl.std(ddof=1) / math.sqrt(len(ppl)) if len(ppl) > 1 else math.nan
-        write_json(Path(out) / "summary.json", {
-            "atlas": str(atlas.root), "repeats": repeats, "first_seed": first_seed, "fields": fields,
-            "test_ppl_mean": float(ppl.mean()) if len(ppl) else None, "test_ppl_ci95": half,
-            "selected_none": int(frame.test_ppl.isna().sum()),
-            "wall_seconds": time.perf_counter() - start})
+        write_json(done, {**key, "test_ppl_mean": float(ppl.mean()) if len(ppl) else None, "test_ppl_ci95": half,
+                          "selected_none": int(frame.test_ppl.isna().sum()),
+                          "wall_seconds": time.perf_counter() - start})
     return frame
+
+
+def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 100, first_seed: int = 0,
+                 progress: bool = False, **fields) -> pd.DataFrame:
+    """Every combination of ``axes`` (a field name -> its values, e.g. ``{"sampler": [...],
+    "ranking": ["ls", "loss"]}``) replayed ``repeats`` times with :func:`replay_many`, each
+    combination in its own folder under ``out`` (read back when finished). Grid search replays
+    once unless its LS space is t-SNE's: on an atlas nothing else in its selection depends on the
+    seed (the training seed is the atlas's).
+    One row per replay, with the axes' values as columns."""
+    atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
+    names = list(axes)
+    combos = list(itertools.product(*(axes[n] for n in names)))
+    frames = []
+    for values in tqdm(combos, desc="replays", unit="search", disable=not progress):
+        cell = dict(zip(names, values))
+        search = {**fields, **cell}
+        n = 1 if search.get("sampler") == "grid" and search.get("embedding", "pca") != "tsne" else repeats
+        folder = Path(out) / "-".join(f"{k}={v}" for k, v in cell.items())
+        frame = replay_many(atlas, folder, repeats=n, first_seed=first_seed, write_repeats=False, **fields, **cell)
+        frames.append(frame.assign(**{k: v for k, v in cell.items() if k not in frame}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repeats: int = 100,
+                          first_seed: int = 0, sampler: str = "tpe", budget: str = "low",
+                          max_candidates: int | None = None) -> pd.DataFrame:
+    """Fig. 3 right on the simulated clock: for each repeat (seed), the recorded CPU seconds
+    each method needs to reach validation perplexity ``target_ppl``: LSH (``sampler`` with LS
+    ranking), the same search ranked by validation loss, and the loss-based full-training
+    search (:func:`lshkit.baselines.full_training_search`: ``sampler``'s proposals trained fully
+    one after another, at most ``max_candidates``, default every grid point of the atlas).
+    One row per (repeat, method): ``seconds`` (NaN when the method never got there),
+    ``spent_seconds`` (its whole cost), ``valid_ppl`` (LSH: its selected model's)."""
+    from lshkit.baselines import full_training_search
+
+    check_int("repeats", repeats, low=1)
+    check_int("first_seed", first_seed, low=0)
+    atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
+    limit = len(atlas.spec.grid()) if max_candidates is None else max_candidates
+    rows = []
+    for seed in range(first_seed, first_seed + repeats):
+        for ranking in ("ls", "loss"):
+            s = replay(atlas, sampler=sampler, ranking=ranking, budget=budget, seed=seed, target_ppl=target_ppl)
+            rows.append({"repeat": seed, "method": f"LSH ({ranking} ranking)",
+                         "seconds": s["time_to_target_seconds"], "spent_seconds": s["timings"]["total_seconds"],
+                         "valid_ppl": s["valid_ppl"], "candidates": s["candidates"]})
+        config = atlas_config(atlas, sampler=sampler, ranking="loss", budget=budget, seed=seed, target_ppl=target_ppl)
+        full = full_training_search(config, None, max_candidates=limit, runner=AtlasRunner(atlas, config))
+        result = full["result"] or {}
+        rows.append({"repeat": seed, "method": "full training", "seconds": result.get("time_to_target_seconds"),
+                     "spent_seconds": full["total_seconds"], "valid_ppl": result.get("valid_ppl"),
+                     "candidates": full["candidates_trained"]})
+    frame = pd.DataFrame(rows)
+    frame["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce")
+    frame["valid_ppl"] = pd.to_numeric(frame["valid_ppl"], errors="coerce")
+    return frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget)

@@ -20,11 +20,16 @@ from .checks import check_choice, check_number
 from .env import quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
 
-__all__ = ["BUDGETS", "NOTEBOOK_SCALES", "NotebookParams", "project_path", "validate", "notebook_parameters", "each_of",
-           "quiet", "comparison", "verdict", "style", "save_figure", "save_results", "load_results"]
+__all__ = ["BUDGETS", "NOTEBOOK_SCALES", "SOURCES", "NotebookParams", "project_path", "validate", "notebook_parameters", "each_of",
+           "quiet", "comparison", "verdict", "with_interval", "style", "save_figure", "save_results", "load_results"]
 
 BUDGETS = ("smoke", "low", "moderate", "high")
 NOTEBOOK_SCALES = ("auto", "cpu", "paper")  # what a notebook's scale parameter takes
+#: Where a searching notebook's candidates come from: replayed on the committed atlas
+#: (``lshkit.replay``; its scale is the atlas's) or trained for real at ``scale``.
+SOURCES = ("atlas", "train")
+#: What a claim does in our numbers when a 95% interval decides it.
+CLAIM_STATES = ("holds", "does not hold", "is inconclusive")
 DEFAULTS = {"budget": "smoke", "scale": "auto", "seed": 0, "device": "auto", "storage": None,
             "results_dir": "results", "progress": None}
 #: Agreement tolerance (perplexity) where the paper gives no CI: the paper's own Table 2
@@ -67,6 +72,14 @@ class NotebookParams:
         return self.storage or default_storage_url(self.results_dir)
 
     @property
+    def atlas(self):
+        """The atlas the notebook replays on: ``atlas_dir`` when given, else the committed one
+        (``results/atlas/atlas`` of the checkout, whatever ``results_dir`` says: the tests write
+        into a scratch folder, never into the atlas)."""
+        from .atlas import ATLAS_ROOT, load_atlas
+        return load_atlas(self.extras.get("atlas_dir") or project_path(ATLAS_ROOT / "atlas"))
+
+    @property
     def paper_scale(self) -> bool:
         return self.effective_scale == "paper"
 
@@ -106,7 +119,10 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
     ``params`` are the common ones (see ``DEFAULTS``) plus one per name in ``extras``, a dict
     ``name -> check`` where ``check`` is a collection of valid values or a callable
     ``check(name, value)`` raising ValueError (``lshkit.checks.check_positive_int``, ``each_of``).
-    The run directory is ``<results_dir>/<experiment>/<budget>-<effective_scale>-seed<seed>``.
+    An extra named ``source`` (checked against :data:`SOURCES`) chooses between replaying on the
+    atlas (the effective scale is then "atlas"; an extra ``atlas_dir`` names another atlas than
+    the committed one) and training at ``scale``. The run directory is
+    ``<results_dir>/<experiment>/<budget>-<effective_scale>-seed<seed>``.
     """
     extras = dict(extras or {})
     if not isinstance(experiment, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", experiment):
@@ -139,7 +155,12 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         else:
             check_choice(name, params[name], check)
 
-    if p["budget"] == "smoke":
+    if "atlas_dir" in extras and params["atlas_dir"] is not None and not Path(params["atlas_dir"]).is_dir():
+        raise ValueError(f"atlas_dir={params['atlas_dir']!r} is not valid; it must be None (the committed atlas) "
+                         "or the folder of an atlas (python -m lshkit atlas build --root DIR)")
+    if "source" in extras and params["source"] == "atlas":
+        effective = "atlas"
+    elif p["budget"] == "smoke":
         effective = "smoke"
     elif p["scale"] == "auto":
         effective = "paper" if device.startswith("cuda") else "cpu"
@@ -159,9 +180,10 @@ _PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
 def notebook_parameters(namespace: dict) -> dict:
     """The plain-data globals of a notebook: its ``parameters`` cell and papermill's injected
     cell, provided this is called before any other cell defines data (IPython's own names
-    are skipped: underscored ones, ``In``/``Out``, and everything callable or a module)."""
+    are skipped: underscored ones, ``In``/``Out``, and everything callable or a module), and
+    constants imported to check them (upper-case names such as ``SOURCES``)."""
     return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PLAIN)}
+            if not k.startswith("_") and k not in _IPYTHON_NAMES and not k.isupper() and isinstance(v, _PLAIN)}
 
 
 def comparison(rows, *, comparable: bool, reason: str = "", tolerance: float = TOLERANCE) -> pd.DataFrame:
@@ -199,15 +221,33 @@ def comparison(rows, *, comparable: bool, reason: str = "", tolerance: float = T
     return frame
 
 
+def with_interval(value, lo, hi, fmt: str = "{:+.2f}") -> pd.Series:
+    """Cells such as ``+0.31 [+0.05, +0.58]`` from three aligned Series (``n/a`` where the value
+    is missing), for tables that print an estimate with its 95% interval."""
+    def cell(v, a, b):
+        if pd.isna(v):
+            return "n/a"
+        return f"{fmt.format(v)} [{fmt.format(a)}, {fmt.format(b)}]" if pd.notna(a) else fmt.format(v)
+    return pd.Series([cell(*t) for t in zip(value, lo, hi)], index=getattr(value, "index", None))
+
+
 def _join(labels) -> str:
     labels = [str(x) for x in labels]
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | None = None) -> str:
+def _state(holds) -> str:
+    if isinstance(holds, str):
+        check_choice("holds", holds, CLAIM_STATES)
+        return holds
+    return "holds" if holds else "does not hold"
+
+
+def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | str | None = None) -> str:
     """One plain sentence on ``table`` (from :func:`comparison`): why it cannot be compared,
     or how many numbers agree, which do not, and whether the paper's ``claim`` ``holds``
-    in ours (a bool the caller computes from our numbers)."""
+    in ours (a bool the caller computes from our numbers, or one of :data:`CLAIM_STATES` when
+    an interval decides, :func:`lshkit.evidence.interval_verdict`)."""
     if "comparable" not in table.attrs:
         raise ValueError("verdict needs the frame comparison() returns")
     if (claim is None) != (holds is None):
@@ -216,8 +256,7 @@ def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | None
         sentence = (f"These numbers cannot be compared with the paper's because {table.attrs['reason']}; "
                     "the table shows them side by side only for orientation")
         if claim is not None:
-            sentence += (f"; at this scale the paper's claim that {claim} "
-                         f"{'holds' if holds else 'does not hold'} in ours")
+            sentence += f"; at this scale the paper's claim that {claim} {_state(holds)} in ours"
         return sentence + "."
     n, disagree = len(table), table.loc[~table["agrees"], "label"].tolist()
     count = f"All {n}" if not disagree else f"{n - len(disagree)} of {n}"
@@ -226,7 +265,7 @@ def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | None
     if disagree:
         sentence += f"; {_join(disagree)} {'does' if len(disagree) == 1 else 'do'} not"
     if claim is not None:
-        sentence += f"; the paper's claim that {claim} {'holds' if holds else 'does not hold'} in ours"
+        sentence += f"; the paper's claim that {claim} {_state(holds)} in ours"
     return sentence + "."
 
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from lshkit.atlas import load_atlas
-from lshkit.evidence import early_signals, paired_difference, rank_correlation
+from lshkit.evidence import (early_signals, interval_verdict, overall_verdict, paired_difference, paired_replays,
+                             predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary)
 
 
 def _frame(n=40, seed=0):
@@ -45,3 +46,58 @@ def test_early_signals_from_an_atlas(atlas_dir):
     assert frame.groupby("name").ls_distance.nunique().gt(1).all()
     with pytest.raises(ValueError, match="'pca'"):
         early_signals(atlas, embedding="umap")
+
+
+def test_survival_counts_the_best_quarter_kept_and_breaks_ties_at_random():
+    frame = pd.DataFrame({"name": list("abcdefgh"), "epoch": 0, "final_valid_ppl": np.arange(8.0),
+                          "exact": np.arange(8.0), "reversed": -np.arange(8.0), "constant": 1.0})
+    assert survival(frame, "exact").fraction.iloc[0] == 1.0      # the best two are among the four kept
+    assert survival(frame, "reversed").fraction.iloc[0] == 0.0
+    # A constant signal keeps any candidate with probability keep: chance.
+    assert survival(frame, "constant").fraction.iloc[0] == pytest.approx(0.5)
+    assert survival(frame, "constant", keep=0.25).fraction.iloc[0] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="keep"):
+        survival(frame, "exact", keep=0)
+
+
+def test_paired_replays_pairs_by_seed():
+    rng = np.random.default_rng(0)
+    base = rng.normal(100, 10, size=20)  # a search's luck, shared by both rankings of one seed
+    frame = pd.concat([pd.DataFrame({"sampler": "tpe", "budget": "low", "seed": range(20), "ranking": r,
+                                     "test_ppl": base + shift}) for r, shift in (("ls", -1.0), ("loss", 0.0))])
+    row = paired_replays(frame).iloc[0]
+    # Unpaired, the spread of 10 would swamp the difference of 1; paired, it is exact.
+    assert row.pairs == 20 and row.difference == pytest.approx(-1.0) and row.hi == pytest.approx(-1.0)
+    assert row.ls_better == 20 and row.loss_better == 0
+    assert interval_verdict(row.lo - 1e-9, row.hi + 1e-9, better="below") == "holds"
+
+
+def test_interval_verdicts():
+    assert interval_verdict(0.1, 0.5) == "holds" and interval_verdict(-0.5, -0.1) == "does not hold"
+    assert interval_verdict(-0.1, 0.5) == "is inconclusive" and interval_verdict(np.nan, 1) == "is inconclusive"
+    assert interval_verdict(-0.5, -0.1, better="below") == "holds"
+    assert overall_verdict(["holds", "holds"]) == "holds"
+    assert overall_verdict(["holds", "is inconclusive"]) == "is inconclusive"
+    assert overall_verdict(["holds", "does not hold", "is inconclusive"]) == "does not hold"
+
+
+def test_predictive_power_covers_every_setting(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    corr, diff = predictive_power(atlas, range(3), embeddings=("pca", "raw"), n_boot=50)
+    assert len(diff) == 2 * 2 * 2 * 3 and len(corr) == 2 * len(diff)
+    # The loss does not depend on the LS settings; the LS distance does.
+    loss = corr[corr.signal == "valid_loss"].groupby("epoch").rho.nunique(dropna=False)
+    assert (loss == 1).all()
+    noise = seed_noise(atlas)
+    assert noise.configuration.tolist() == ["between candidates"] and noise.valid_ppl_sd.iloc[0] > 0
+
+
+def test_time_to_target_summary_counts_never_as_infinitely_long():
+    frame = pd.DataFrame({"repeat": [0, 0, 1, 1, 2, 2], "method": ["LSH", "full training"] * 3,
+                          "seconds": [10.0, 100.0, 20.0, 200.0, np.nan, 300.0]})
+    out = time_to_target_summary(frame, n_boot=100).set_index("method")
+    assert out.loc["LSH", "reached"] == pytest.approx(2 / 3) and out.loc["full training", "reached"] == 1.0
+    assert out.loc["LSH", "median_seconds"] == 20.0 and out.loc["full training", "speedup"] == 1.0
+    assert out.loc["LSH", "speedup"] == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="baseline"):
+        time_to_target_summary(frame, baseline="grid")

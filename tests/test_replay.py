@@ -11,7 +11,9 @@ import pytest
 
 from conftest import SPEC
 from lshkit.atlas import AtlasSpec, atlas_status, build_atlas, candidate_name, load_atlas
-from lshkit.replay import AtlasRunner, atlas_config, replay, replay_many
+from lshkit.baselines import full_training_search
+from lshkit.replay import (AtlasRunner, atlas_config, grid_optimum, replay, replay_many, replay_sweep,
+                           replay_time_to_target)
 from lshkit.search import LSHSearch, run_search
 
 
@@ -133,3 +135,57 @@ def test_replay_command(atlas_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lshkit", "replay", "--atlas", str(tmp_path / "none"),
                           "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no atlas at" in bad.stderr
+
+
+def test_replay_many_reads_a_finished_folder_back(atlas_dir, tmp_path):
+    fields = dict(sampler="random", ranking="ls", epochs_per_round=1, pool=6)
+    first = replay_many(atlas_dir, tmp_path, repeats=2, write_repeats=False, **fields)
+    (tmp_path / "replays.csv").write_text(first.assign(test_ppl=-1.0).to_csv(index=False))
+    assert (replay_many(atlas_dir, tmp_path, repeats=2, write_repeats=False, **fields).test_ppl == -1.0).all()
+    # Other seeds are another experiment: replayed, not read back.
+    again = replay_many(atlas_dir, tmp_path, repeats=3, write_repeats=False, **fields)
+    assert list(again.seed) == [0, 1, 2] and (again.test_ppl > 1).all()
+
+
+def test_replay_sweep_crosses_the_axes_and_replays_grid_once(atlas_dir, tmp_path):
+    frame = replay_sweep(atlas_dir, tmp_path, {"sampler": ["grid", "random"], "ranking": ["ls", "loss"]},
+                         repeats=2, epochs_per_round=1, pool=4)
+    counts = frame.groupby(["sampler", "ranking"]).size().to_dict()
+    assert counts == {("grid", "loss"): 1, ("grid", "ls"): 1, ("random", "loss"): 2, ("random", "ls"): 2}
+    # Grid search has nothing random left on an atlas: another seed selects the same candidate.
+    other = replay(atlas_dir, sampler="grid", ranking="ls", epochs_per_round=1, pool=4, seed=5)
+    assert other["test_ppl"] == frame[(frame.sampler == "grid") & (frame.ranking == "ls")].test_ppl.iloc[0]
+
+
+def test_full_training_on_the_atlas_stops_at_the_target(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    finals = atlas.candidates()
+    finals = finals[~finals.dense]
+    # A target only some candidates reach: the search trains until the first of them gets there.
+    target = float(finals.valid_ppl.median())
+    frame = replay_time_to_target(atlas, target, repeats=2, budget="smoke", max_candidates=len(finals))
+    assert set(frame.method) == {"LSH (ls ranking)", "LSH (loss ranking)", "full training"}
+    full = frame[frame.method == "full training"]
+    assert full.seconds.notna().all() and (full.valid_ppl <= target).all()
+    assert (full.seconds <= full.spent_seconds + 1e-9).all()
+    # Its clock is the recorded seconds of the epochs it read, up to the epoch that reached the target.
+    config = atlas_config(atlas, sampler="tpe", ranking="loss", seed=0, target_ppl=target)
+    summary = full_training_search(config, None, max_candidates=len(finals), runner=AtlasRunner(atlas, config))
+    rows = summary["rows"]
+    expected = 0.0
+    for row in rows.itertuples():
+        name = candidate_name({n: getattr(row, n) for n in atlas.spec.space()}, atlas.spec.seed)
+        expected += atlas.timing[name]["epochs"][row.epoch]["cpu_seconds"]
+    assert summary["total_seconds"] == pytest.approx(expected, rel=1e-12)
+    assert summary["result"]["time_to_target_seconds"] == pytest.approx(full.seconds.iloc[0], rel=1e-12)
+    last = rows.groupby("candidate").epoch.max()
+    assert rows.valid_ppl.iloc[-1] <= target and (rows[rows.candidate < rows.candidate.max()].valid_ppl > target).all()
+    assert last.iloc[:-1].eq(atlas.spec.train_config().epochs).all()
+
+
+def test_grid_optimum_is_the_best_grid_candidate(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    best = grid_optimum(atlas)
+    finals = atlas.candidates()
+    grid = finals[~finals.dense & (finals.death_rate == 0.9)]  # the grid search's rate: the middle of (0.5, 0.9)
+    assert candidate_name(best, 0) == grid.loc[grid.valid_ppl.idxmin(), "name"]

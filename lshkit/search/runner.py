@@ -6,7 +6,10 @@ The loop (:mod:`lshkit.search.loop`) decides; a runner trains. A unit is a dict:
 - ``{"kind": "train", "candidate", "params", "from", "epochs", "ls"}``: a candidate's epochs
   ``from + 1 .. epochs`` of one round, with its LS after every epoch when ``ls`` (and at
   epoch 0, before training, when ``from`` is 0);
-- ``{"kind": "final", ...}``: the same up to ``final_epochs``, then its validation and test loss.
+- ``{"kind": "final", ...}``: the same up to ``final_epochs``, then its validation and test loss;
+- ``{"kind": "full", "candidate", "params", "target_ppl"}``: a candidate of the full-training
+  search (Fig. 3 right) from scratch up to ``final_epochs``, stopping after the first epoch whose
+  validation perplexity is at most ``target_ppl``; no LS.
 
 Its result: ``status`` ("ok" or "failed"), ``reason``, ``records`` (one per epoch, as
 :meth:`lshkit.train.Trainer.train_epoch` writes them, plus ``ls``, ``ls_seconds``, ``ls_info``),
@@ -42,7 +45,7 @@ from lshkit.storage import JobQueue, default_storage_url, open_storage
 from lshkit.tracking import LSCallback, ls_tokens
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
-__all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference"]
+__all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference", "reached"]
 
 
 def candidate_configs(cfg: SearchConfig, params: dict) -> tuple[TrainConfig, SparseConfig]:
@@ -79,6 +82,11 @@ def _jsonable(record: dict) -> dict:
 
 def _finite(values) -> bool:
     return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+
+
+def reached(records, target_ppl: float) -> bool:
+    """Whether any of ``records`` has a validation perplexity at most ``target_ppl``."""
+    return any(r.get("valid_ppl", math.inf) <= target_ppl for r in records)
 
 
 def _masked_url(url: str) -> str:
@@ -157,11 +165,13 @@ class TrainingRunner(Runner):
         cfg, sparse = candidate_configs(self.config, spec["params"])
         trainer = Trainer(cfg, self.corpus, sparse, device=self.device, progress=False)
         path = self.checkpoints / f"c{spec['candidate']:04d}.pt"
+        if spec["kind"] == "full":
+            return self._train(job, trainer, path, 0, self.config.final_epochs, False, until=spec["target_ppl"])
         return self._train(job, trainer, path, spec["from"], spec["epochs"], spec["ls"],
                            final=spec["kind"] == "final")
 
     # ----------------------------------------------------------- units
-    def _train(self, job, trainer, path, start, epochs, with_ls, final=False) -> dict:
+    def _train(self, job, trainer, path, start, epochs, with_ls, final=False, until=None) -> dict:
         recovered = None
         if path.exists():
             try:
@@ -184,7 +194,7 @@ class TrainingRunner(Runner):
         if with_ls and not trainer.history:
             trainer.record_initial(callbacks)  # the LS history starts at epoch 0 (Appendix B)
         status, reason = "ok", None
-        while trainer.epoch < epochs:
+        while trainer.epoch < epochs and not (until is not None and reached(trainer.history, until)):
             try:
                 record = trainer.train_epoch(callbacks)
             except TrainingDiverged as err:
