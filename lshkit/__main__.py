@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=BUDGETS, default="smoke", help="Default: %(default)s")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="these notebooks only (names without .ipynb)")
     p.add_argument("--out", default=None, help="Default: results/notebooks/<budget>")
+    p.add_argument("--help-notebook", default=None, metavar="NAME",
+                   help="list the parameters of notebook NAME (without .ipynb) with their types, defaults and "
+                        "help, and run nothing")
     return parser
 
 
@@ -359,6 +362,30 @@ def _replay(args, command) -> int:
     return 0
 
 
+def notebook_help(path) -> str:
+    """The parameters of the notebook at ``path``, one per line as ``name: type = default`` and
+    its help below: the type is the parameters cell's annotation, else the default's type
+    (a default of None says "None or a value"; the help says which)."""
+    import ast
+
+    import papermill
+
+    lines = [f"Parameters of {Path(path).stem} (set them with papermill -p NAME VALUE):"]
+    for name, param in papermill.inspect_notebook(str(path)).items():
+        kind = param["inferred_type_name"]
+        if kind == "None":  # not annotated: the type of the default value
+            try:
+                default = ast.literal_eval(param["default"])
+            except (ValueError, SyntaxError):
+                kind = "unknown type"
+            else:
+                kind = "None or a value" if default is None else type(default).__name__
+        lines.append(f"  {name}: {kind} = {param['default']}")
+        if param["help"]:
+            lines.append(f"      {param['help']}")
+    return "\n".join(lines)
+
+
 def _notebooks(args, command) -> int:
     import time
 
@@ -366,6 +393,11 @@ def _notebooks(args, command) -> int:
 
     folder = Path(__file__).resolve().parent.parent / "notebooks"
     names = sorted(p.stem for p in folder.glob("*.ipynb"))
+    if args.help_notebook is not None:
+        if args.help_notebook not in names:
+            command.error(f"no notebook named {args.help_notebook!r} in {folder}; valid: {names}")
+        print(notebook_help(folder / f"{args.help_notebook}.ipynb"))
+        return 0
     unknown = sorted(set(args.only or ()) - set(names))
     if not names or unknown:
         command.error(f"no notebook named {unknown} in {folder}; valid: {names}")

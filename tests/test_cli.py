@@ -105,3 +105,15 @@ def test_notebooks_command_runs_them_and_writes_an_index(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lshkit", "notebooks", "--only", "nope"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "'table2'" in bad.stderr
+
+
+def test_help_notebook_lists_each_parameter_with_its_type(capsys):
+    assert main(["notebooks", "--help-notebook", "table2"]) == 0  # types inferred from the defaults
+    text = capsys.readouterr().out
+    assert 'budget: str = "smoke"' in text and "seed: int = 0" in text and "repeats: int = 1" in text
+    assert "samplers: list = [" in text and "storage: None or a value = None" in text
+    assert main(["notebooks", "--help-notebook", "00_walkthrough"]) == 0  # the parameters cell's annotations
+    assert "storage: Optional[str] = None" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["notebooks", "--help-notebook", "nope"])
+    assert exit_.value.code == 2 and "'table2'" in capsys.readouterr().err

@@ -36,6 +36,9 @@ def test_notebook_is_parameterised_and_saved_clean(path):
     assert validate_cell.cell_type == "code" and "validate(" in validate_cell.source
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in nb.cells if c.cell_type == "code"), "saved without outputs"
+    text = path.read_text(encoding="utf-8")  # byte for byte what JupyterLab (nbformat) writes
+    assert text == nbformat.writes(nb) + ("" if nbformat.writes(nb).endswith("\n") else "\n"), \
+        "not in the form JupyterLab saves: rewrite it with nbformat.write or nbstripout --keep-id"
 
 
 def test_a_bad_budget_stops_the_notebook_before_any_compute(tmp_path):

@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from lshkit import paper  # noqa: E402
 from lshkit.checks import check_positive_int  # noqa: E402
 from lshkit.io import run_record  # noqa: E402
-from lshkit.report import (comparison, each_of, load_results, notebook_parameters, quiet,  # noqa: E402
-                           save_figure, save_results, style, validate, verdict)
+from lshkit.report import (PALETTE, comparison, each_of, integer_axis, load_results,  # noqa: E402
+                           notebook_parameters, quiet, save_figure, save_results, style, validate, verdict)
 
 ROOT = Path(__file__).resolve().parent.parent  # relative result paths resolve here
 
@@ -185,19 +185,35 @@ def test_save_and_load_results_round_trip(tmp_path):
         load_results(tmp_path / "missing")
 
 
-def test_save_figure_writes_a_150_dpi_png(tmp_path):
+def test_save_figure_writes_a_tight_150_dpi_png(tmp_path):
     style()
     fig, ax = plt.subplots(figsize=(2, 1))
     ax.plot([0, 1], [1, 0])
+    ax.set_xlabel("a label below the axes")
+    fig.text(1.02, 0.5, "beyond the right edge")  # cut off by a plain savefig, kept by a tight box
     path = save_figure(ax, "fig1_a", figures_dir=tmp_path / "figures")
     data = path.read_bytes()
     assert path == tmp_path / "figures" / "fig1_a.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", data[16:24]) == (300, 150)  # 2 x 1 inches at 150 dpi
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 300 and height > 150 * 0.8  # 2 x 1 inches at 150 dpi, widened to hold the text
     assert save_figure(fig, "fig1_a", figures_dir=tmp_path / "figures").read_bytes() == data
     assert [x.name for x in path.parent.iterdir()] == ["fig1_a.png"]
     plt.close(fig)
     with pytest.raises(ValueError, match="name='a/b'"):
         save_figure(fig, "a/b", figures_dir=tmp_path)
+
+
+def test_one_colour_per_concept_and_integer_epoch_ticks():
+    assert {"dense", "LS ranking", "loss ranking", "authors' pick", "Selfish-RNN default"} <= set(PALETTE)
+    assert PALETTE["LS ranking"] != PALETTE["loss ranking"]
+    assert len({PALETTE[k] for k in ("dense", "authors' pick", "Selfish-RNN default")}) == 3
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [0.5, 0.2, 0.1])
+    integer_axis(ax)
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)
+    with pytest.raises(ValueError, match="which='z'"):
+        integer_axis(ax, "z")
 
 
 def test_relative_paths_resolve_against_the_checkout_wherever_the_kernel_runs(tmp_path, monkeypatch):
