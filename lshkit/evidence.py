@@ -194,7 +194,9 @@ def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", by=("
         raise ValueError(f"frame needs searches ranked by both {a!r} and {b!r}")
     wide["difference"] = wide[a] - wide[b]
     out = summarise(wide, by, value="difference").rename(columns={"n": "pairs", "mean": "difference"})
-    out["lo"], out["hi"] = out.difference - out.ci95, out.difference + out.ci95
+    # One pair has no interval (summarise's half-width 0 means "not measured"): no verdict either.
+    half = out.ci95.where(out.pairs > 1)
+    out["lo"], out["hi"] = out.difference - half, out.difference + half
     wins = wide.groupby(by, sort=False)["difference"].agg(
         **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
     return out.drop(columns=["std", "ci95"]).merge(wins, on=by)

@@ -12,8 +12,10 @@ from papermill.exceptions import PapermillExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2",
-            "legcnet", "reber_sparsity", "spectral_gap"}
+            "legcnet", "reber_sparsity", "spectral_gap", "predictive_power"}
 COMMON = ["budget", "scale", "seed", "device", "storage", "results_dir", "progress"]
+#: Notebooks that only read the committed atlas: nothing trains, so no scale, device or storage.
+READ_ONLY = {"predictive_power": ["budget", "seed", "results_dir", "progress", "source"]}
 
 
 def test_every_paper_experiment_has_its_notebook():
@@ -29,9 +31,11 @@ def test_notebook_is_parameterised_and_saved_clean(path):
     assert tagged == [first_code], "the first code cell, and only it, is tagged 'parameters'"
     # papermill must parse every parameter line (it skips lines it cannot read, e.g. '=' in a comment)
     params = papermill.inspect_notebook(str(path))
-    for name in COMMON:
+    for name in READ_ONLY.get(path.stem, COMMON):
         assert name in params and params[name]["help"], f"{name} missing or undocumented"
-    assert params["budget"]["default"] == '"smoke"'
+    # The stored default runs in seconds to minutes: on the atlas (budget low) or at smoke.
+    replays = params.get("source", {}).get("default") == '"atlas"'
+    assert params["budget"]["default"] == ('"low"' if replays else '"smoke"')
     validate_cell = nb.cells[first_code + 1]
     assert validate_cell.cell_type == "code" and "validate(" in validate_cell.source
     assert all(not c.get("outputs") and c.get("execution_count") is None
