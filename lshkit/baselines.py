@@ -5,9 +5,8 @@
   search's dense-reference cache, :func:`lshkit.search.train_reference`, never trained twice)
   or a pruned one such as the Selfish-RNN default (:func:`selfish_rnn_config`), resumably.
 - :func:`compare_methods` is one model's rows of Table 1: dense, Selfish-RNN default, LSH pick.
-- :func:`compare_mos` is Table 1's AWD-LSTM-MoS row (dense and Selfish-RNN trained fully; no LSH
-  pick while :mod:`lshkit.search` does not take the model), on the data :func:`mos_train_config`
-  finds: WikiText-2 where present, PTB otherwise.
+- :func:`mos_search_config` puts Table 1's AWD-LSTM-MoS row (:func:`compare_methods` too) on its
+  data: WikiText-2 where present, PTB otherwise.
 - :func:`robustness` is Fig. 3 left: over pruning ratios, LSH (TPE, LS ranking) against TPE
   with loss ranking, the Selfish-RNN default and the dense model.
 - :func:`time_to_target` is Fig. 3 right: the compute time LSH and the loss-based
@@ -16,7 +15,7 @@
   :func:`full_training_time_curve`, :func:`time_to_reach`).
 
 Smoke sizes (:func:`sized`): every search and training runs at :data:`lshkit.sweep.SMOKE_OVERRIDES`
-(pool 4, 2 epochs, a 2×32 model); the RHN also trains with batch 40 (:data:`SMOKE_FIELDS`), and
+(pool 4, 2 epochs, a 2×32 model); the RHN and AWD-LSTM-MoS shrink further (:data:`SMOKE_FIELDS`), and
 Fig. 3 left runs its two end ratios only (:data:`SMOKE_SPARSITIES`), so that each notebook fits
 CI's minute on 2 cores. Smoke numbers exercise the code; they say nothing about the method.
 """
@@ -31,13 +30,12 @@ from pathlib import Path
 import pandas as pd
 
 from lshkit import paper
-from lshkit.checks import check_choice, check_int, check_number, check_positive_int
+from lshkit.checks import check_int, check_number, check_positive_int
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.env import auto_progress, resolve_device
 from lshkit.io import read_json, versions, write_csv, write_json
 from lshkit.samplers import Observation, make_sampler
-from lshkit.search import MODELS as SEARCH_MODELS
 from lshkit.search import SearchConfig, run_search
 from lshkit.search.runner import Runner, TrainingRunner, candidate_configs, reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized
@@ -47,7 +45,7 @@ __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSIT
            "TARGET_FACTOR", "SPEEDUP_HOLDS", "sized", "selfish_rnn_config", "train_fixed",
            "compare_methods", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
            "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
-           "SELFISH_RNN_MOS", "MOS_SMOKE_EPOCHS", "mos_lsh_unavailable", "mos_train_config", "compare_mos",
+           "SELFISH_RNN_MOS", "SELFISH_RNN", "mos_search_config",
            "table1_claim", "robustness_claim", "speedup_holds"]
 
 #: Table 1's methods, in its column order, with the labels the notebooks print.
@@ -59,8 +57,17 @@ ROBUSTNESS_POOL = 20
 #: At smoke, the two ends of Fig. 3 left's range only: six searches instead of eight.
 SMOKE_SPARSITIES = (0.5, 0.8)
 #: Extra smoke shrinking per model, on top of SMOKE_OVERRIDES: a smoke RHN step costs about four
-#: LSTM steps (its depth-3 highway recurrence runs step by step), so it takes a quarter of them.
-SMOKE_FIELDS = {"rhn": {"train_overrides": {**SMOKE_OVERRIDES["train_overrides"], "batch_size": 40}}}
+#: LSTM steps (its depth-3 highway recurrence runs step by step), so it takes a quarter of them;
+#: an AWD-LSTM-MoS step about three (three layers, three softmaxes), so it takes a third.
+SMOKE_FIELDS = {"rhn": {"train_overrides": {**SMOKE_OVERRIDES["train_overrides"], "batch_size": 40}},
+                "awd_mos": {"train_overrides": {**SMOKE_OVERRIDES["train_overrides"], "batch_size": 30}}}
+#: The Selfish-RNN configuration of the AWD-LSTM-MoS row. Their README reports the MoS result
+#: (sparsity 0.55, test 63.05) without its command; its one command for an AWD-LSTM model at
+#: that sparsity (ONLSTM) is uniform / random / magnitude / none with death rate 0.5, as the RHN's.
+SELFISH_RNN_MOS = {"sparse_init": "uniform", "growth": "random", "death": "magnitude",
+                   "redistribution": "none", "death_rate": 0.5}
+#: The Selfish-RNN row's configuration of each of Table 1's models.
+SELFISH_RNN = {**paper.SELFISH_RNN_DEFAULT, "awd_mos": SELFISH_RNN_MOS}
 #: Below paper scale the Fig. 3 right target is the dense reference's final validation
 #: perplexity times this: set by our own dense model, fixed in advance, never tuned toward the
 #: paper's speed-up. At paper scale it is the paper's 72.
@@ -85,10 +92,11 @@ def sized(config: SearchConfig) -> SearchConfig:
 
 def selfish_rnn_config(config: SearchConfig, device="auto") -> SparseConfig:
     """The Selfish-RNN default configuration of ``config``'s model (their README's training
-    command, :data:`lshkit.paper.SELFISH_RNN_DEFAULT`) at ``config``'s sparsity."""
+    command, :data:`lshkit.paper.SELFISH_RNN_DEFAULT`; :data:`SELFISH_RNN_MOS` for AWD-LSTM-MoS)
+    at ``config``'s sparsity."""
     _check_config(config)
     cfg = config.resolved(resolve_device(device))
-    return SparseConfig(density=round(1.0 - cfg.sparsity, 12), **paper.SELFISH_RNN_DEFAULT[cfg.model])
+    return SparseConfig(density=round(1.0 - cfg.sparsity, 12), **SELFISH_RNN[cfg.model])
 
 
 def _seconds(record: dict) -> float:
@@ -193,7 +201,7 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
     rows = [
         ("dense", 0.0, dense["status"], dense["valid_ppl"], dense["test_ppl"], dense["seconds"], ""),
         ("selfish_rnn", cfg.sparsity, selfish["status"], selfish["valid_ppl"], selfish["test_ppl"],
-         selfish["seconds"], json.dumps(paper.SELFISH_RNN_DEFAULT[cfg.model], sort_keys=True)),
+         selfish["seconds"], json.dumps(SELFISH_RNN[cfg.model], sort_keys=True)),
         ("lsh", cfg.sparsity, "ok" if lsh["selected"] is not None else "failed", lsh["valid_ppl"],
          lsh["test_ppl"], lsh["timings"]["total_seconds"], json.dumps(lsh["selected"], sort_keys=True)),
     ]
@@ -202,80 +210,30 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
                           "configuration": c} for m, s, st, v, t, sec, c in rows])
 
 
-#: The Selfish-RNN configuration of the AWD-LSTM-MoS row. Their README reports the MoS result
-#: (sparsity 0.55, test 63.05) without its command; its one command for an AWD-LSTM model at
-#: that sparsity (ONLSTM) is uniform / random / magnitude / none with death rate 0.5, as the RHN's.
-SELFISH_RNN_MOS = {"sparse_init": "uniform", "growth": "random", "death": "magnitude",
-                   "redistribution": "none", "death_rate": 0.5}
-#: Epochs of the smoke MoS row: as every smoke training (SMOKE_OVERRIDES' final_epochs).
-MOS_SMOKE_EPOCHS = SMOKE_OVERRIDES["final_epochs"]
-
-
-def mos_lsh_unavailable() -> str | None:
-    """Why the AWD-LSTM-MoS row has no LSH pick of ours (None once the search takes the model)."""
-    if "awd_mos" in SEARCH_MODELS:
-        return None
-    return (f"lshkit.search.SearchConfig takes models {list(SEARCH_MODELS)} only, so no LSH search "
-            "runs on AWD-LSTM-MoS")
-
-
-def mos_train_config(budget: str, scale: str = "auto", seed: int = 0, device="auto") -> tuple[TrainConfig, str]:
-    """The TrainConfig of Table 1's AWD-LSTM-MoS row and a sentence saying which data and scale.
-
-    ``budget="smoke"``: the smoke preset (a 64, 64, 48 stack, 3 experts) on the generated
-    corpus for :data:`MOS_SMOKE_EPOCHS` epochs. Otherwise ``scale`` ("auto": paper on CUDA, cpu
-    elsewhere) on WikiText-2 where its files are found or can be downloaded (the paper's data),
-    on PTB otherwise."""
-    check_choice("budget", budget, ("smoke", *paper.BUDGET_POOL))
-    check_choice("scale", scale, ("auto", "cpu", "paper"))
-    dev = resolve_device(device)
-    if budget == "smoke":
-        cfg = TrainConfig.preset("smoke", "awd_mos").replace(seed=seed, epochs=MOS_SMOKE_EPOCHS)
-        return cfg, f"smoke: the generated corpus, {cfg.epochs} epochs, which say nothing about the method"
-    if scale == "auto":
-        scale = "paper" if dev.type == "cuda" else "cpu"
+def mos_search_config(config: SearchConfig, device="auto") -> tuple[SearchConfig, str]:
+    """``config``, an AWD-LSTM-MoS search, on the data of Table 1's AWD-LSTM-MoS row, and a sentence
+    saying which: the generated corpus at budget "smoke"; otherwise WikiText-2 (the paper's data)
+    where its files are found or can be downloaded, PTB where not. A dataset already in
+    ``config.train_overrides`` is kept."""
+    _check_config(config)
+    if config.model != "awd_mos":
+        raise ValueError(f"config.model must be 'awd_mos'; got {config.model!r}")
+    cfg = config.resolved(resolve_device(device))
+    if cfg.scale == "smoke":
+        return config, "smoke: the generated corpus, whose numbers say nothing about the method"
+    if "dataset" in config.train_overrides:
+        return config, f"{cfg.scale} scale on {config.train_overrides['dataset']}, as train_overrides set"
     try:
         load_corpus("wikitext2")
         dataset, why = "wikitext2", "WikiText-2, the paper's data"
     except FileNotFoundError:
         dataset, why = "ptb", "PTB: the WikiText-2 files are not here (set LSHKIT_DATA_DIR)"
-    cfg = TrainConfig.preset(scale, "awd_mos").replace(dataset=dataset, seed=seed)
-    return cfg, f"{scale} scale on {why}, {cfg.epochs} epochs"
-
-
-def compare_mos(train_cfg: TrainConfig, out, *, device="auto", progress: bool | None = None) -> pd.DataFrame:
-    """Table 1's AWD-LSTM-MoS row on ``train_cfg`` (:func:`mos_train_config`): the dense model and
-    the Selfish-RNN configuration (:data:`SELFISH_RNN_MOS`) at Table A1's sparsity (0.55), each
-    trained fully for ``train_cfg.epochs``, resumably, into ``out/dense`` and ``out/selfish_rnn``
-    (a folder per configuration key, as :func:`train_fixed`); and the LSH row, not run while the
-    search does not take the model (:func:`mos_lsh_unavailable`). Columns as
-    :func:`compare_methods`, plus ``reason`` (why a row has no number)."""
-    if not isinstance(train_cfg, TrainConfig) or train_cfg.model != "awd_mos":
-        raise ValueError(f"train_cfg must be an AWD-LSTM-MoS TrainConfig (model 'awd_mos'); got {train_cfg!r}")
-    dev = resolve_device(device)
-    sparsity = paper.SPARSITY["awd_mos"]
-    rows = []
-    # The Selfish-RNN configuration first, as compare_methods.
-    for method, sparse in (("selfish_rnn", SparseConfig(density=round(1.0 - sparsity, 12), **SELFISH_RNN_MOS)),
-                           ("dense", None)):
-        key, configs = _config_key(train_cfg, sparse)
-        folder = Path(out) / method / key
-        if (folder / "summary.json").exists():
-            summary = read_json(folder / "summary.json")
-        else:
-            outcome = _fit(train_cfg, sparse, train_cfg.epochs, folder, dev, progress)
-            summary = _summarise(folder, key, configs, sparse, "trained", *outcome)
-        rows.append({"method": method, "sparsity": 0.0 if sparse is None else sparsity,
-                     "status": summary["status"], "valid_ppl": summary["valid_ppl"],
-                     "test_ppl": summary["test_ppl"], "seconds": summary["seconds"],
-                     "configuration": "" if sparse is None else json.dumps(SELFISH_RNN_MOS, sort_keys=True),
-                     "reason": summary["reason"]})
-    rows.append({"method": "lsh", "sparsity": sparsity, "status": "not run", "valid_ppl": None, "test_ppl": None,
-                 "seconds": None, "configuration": "", "reason": mos_lsh_unavailable()})
-    rows.sort(key=lambda r: list(METHODS).index(r["method"]))
-    return pd.DataFrame([{"model": "awd_mos", "dataset": train_cfg.dataset, "method": r["method"],
-                          "label": METHODS[r["method"]], **{k: v for k, v in r.items() if k != "method"}}
-                         for r in rows])
+    overrides = dict(config.train_overrides)
+    # Only a change of the preset's dataset is written, so the search keeps its key otherwise.
+    if dataset != TrainConfig.preset(cfg.scale, "awd_mos").dataset:
+        overrides["dataset"] = dataset
+    return (dataclasses.replace(config, train_overrides=overrides),
+            f"{cfg.scale} scale on {why}, {cfg.final_epochs} epochs")
 
 
 def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,8 @@ TABLE1 = {
     ("rhn", "ptb"): {"dense": 65.4, "dense_ntasgd": 61.8, "selfish_rnn": 60.4, "lsh": 59.0},
     ("awd_mos", "wikitext2"): {"dense": 63.3, "selfish_rnn": 63.0, "lsh": 62.2},
 }
+#: Table 1's models, each searched by LSH: stacked LSTM, RHN, AWD-LSTM-MoS.
+TABLE1_MODELS = tuple(model for model, _dataset in TABLE1)
 
 #: Table 2: stacked LSTM at sparsity 0.67, test perplexity as (mean, 95% CI half-width)
 #: over 3 repeats per budget (low/moderate/high = 24/30/40 initial candidates). GS has

@@ -106,16 +106,16 @@ def test_bad_arguments_fail_before_training(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_sizes_targets_and_the_missing_awd_mos():
+def test_sizes_and_targets():
     smoke = B.sized(SearchConfig(model="rhn", budget="smoke"))
     assert smoke.pool == 4 and smoke.train_overrides["batch_size"] == 40
     assert smoke.train_overrides["hidden_size"] == smoke.train_overrides["emb_size"]  # tied RHN
     assert B.sized(SearchConfig(model="lstm", budget="smoke")).train_overrides["batch_size"] == 10
+    assert B.sized(SearchConfig(model="awd_mos", budget="smoke")).train_overrides["batch_size"] == 30
     low = B.robustness_config(budget="low", scale="cpu")
     assert (low.pool, low.sampler, low.model) == (20, "tpe", "lstm")
     assert B.fig3_target(80.0, "paper") == 72.0
     assert B.fig3_target(10.0, "smoke") == pytest.approx(11.0)
-    assert "no LSH search runs on AWD-LSTM-MoS" in B.mos_lsh_unavailable()
 
 
 # ------------------------------------------------------------------ Table 1 and Fig. 3 left

@@ -5,11 +5,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_search
 
+from lshkit import baselines as B
 from lshkit.data import load_corpus, unigram_perplexity
 from lshkit.dst import DEATH_MODES, SparseConfig
 from lshkit.ls import lyapunov_spectrum, model_spectrum, tangent_map
 from lshkit.models import AWDLSTMMoS, build_model, mixture_of_softmaxes, weight_drop
+from lshkit.search import SearchConfig, run_search
 from lshkit.train import TrainConfig, Trainer
 
 V, E, H, H_LAST, K = 30, 5, 6, 4, 3
@@ -253,29 +256,40 @@ def test_bad_model_arguments_fail_before_building():
         AWDLSTMMoS(V, E, H, 3, dropouts=(0.1, 0.2))
 
 
-def test_table1_row_trains_dense_and_selfish_rnn_once_and_says_why_lsh_is_missing(tmp_path, monkeypatch):
-    from lshkit import baselines as B
-
+def test_lsh_search_selects_a_candidate_at_exactly_table_a1s_sparsity(tmp_path):
+    """The search takes AWD-LSTM-MoS (Table 1's third model): its pick is pruned at 0.55, not
+    at another model's sparsity, and its masks hold exactly that density."""
     torch.set_num_threads(1)
-    cfg, says = B.mos_train_config("smoke", seed=0)
-    assert (cfg.model, cfg.dataset, cfg.epochs) == ("awd_mos", "smoke", B.MOS_SMOKE_EPOCHS) and "smoke" in says
-    cfg = cfg.replace(epochs=1, epoch_tokens=5 * 35 * 10)
-    rows = B.compare_mos(cfg, tmp_path, device="cpu", progress=False)
-    assert list(rows.method) == ["dense", "selfish_rnn", "lsh"]
-    assert list(rows.sparsity) == [0.0, 0.55, 0.55] and (rows.dataset == "smoke").all()
-    trained = rows[rows.method != "lsh"]
-    assert (trained.status == "ok").all() and (trained.test_ppl > 1).all() and (trained.seconds > 0).all()
-    assert rows.set_index("method").loc["lsh", "reason"] == B.mos_lsh_unavailable() is not None
-    summary = next((tmp_path / "selfish_rnn").glob("*/summary.json"))
-    assert '"density": 0.45' in summary.read_text()
-    # A second call reads the summaries back instead of training.
-    monkeypatch.setattr(B, "_fit", lambda *a, **k: pytest.fail("trained again"))
-    again = B.compare_mos(cfg, tmp_path, device="cpu", progress=False)
-    assert again.drop(columns="reason").equals(rows.drop(columns="reason"))
-    with pytest.raises(ValueError, match=r"budget='tiny' is not valid"):
-        B.mos_train_config("tiny")
-    with pytest.raises(ValueError, match=r"model 'awd_mos'"):
-        B.compare_mos(TrainConfig.preset("smoke", "lstm"), tmp_path)
+    config = tiny_search(pool=3, model="awd_mos", ls_steps=12, train_overrides={
+        "batch_size": 8, "hidden_size": 8, "emb_size": 8, "last_hidden_size": 8, "experts": 2,
+        "epoch_tokens": 8 * 35 * 4, "valid_tokens": 700})
+    assert SearchConfig.from_json(config.to_json()) == config
+    summary = run_search(config, tmp_path, device="cpu", reference_dir=tmp_path / "ref", progress=False)
+    assert summary["selected"] is not None and summary["config"]["sparsity"] == 0.55
+    study = SearchConfig.from_json(summary["config_json"]).resolved("cpu").study_name()
+    path = tmp_path / "checkpoints" / study / f"c{summary['selected_candidate']:04d}.pt"
+    trainer = Trainer.from_checkpoint(path, load_corpus("smoke"))
+    dst = trainer.sparsity
+    assert trainer.cfg.model == "awd_mos" and dst.config.density == 0.45
+    kept = sum(int(m.sum()) for m in dst.masks.values())
+    # Each weight matrix keeps round(0.45 n) (uniform) or the whole round(0.45 N) (ER), and DST keeps it.
+    target = (sum(round(0.45 * m.numel()) for m in dst.masks.values()) if dst.config.sparse_init == "uniform"
+              else round(0.45 * sum(m.numel() for m in dst.masks.values())))
+    assert kept == target == dst.total_active
+    for name, p in dst.params.items():
+        assert not p[~dst.masks[name]].any(), f"{name} has non-zero pruned weights"
+    # Run again: the finished search is read back, not retrained.
+    assert run_search(config, tmp_path, device="cpu", reference_dir=tmp_path / "ref",
+                      progress=False)["selected"] == summary["selected"]
+
+
+def test_the_row_runs_on_the_smoke_corpus_at_budget_smoke():
+    config = B.sized(SearchConfig(model="awd_mos", budget="smoke"))
+    same, says = B.mos_search_config(config, "cpu")
+    assert same == config and same.resolved("cpu").train_config().dataset == "smoke" and "smoke" in says
+    assert B.selfish_rnn_config(config, "cpu") == SparseConfig(density=0.45, **B.SELFISH_RNN_MOS)
+    with pytest.raises(ValueError, match=r"config.model must be 'awd_mos'; got 'lstm'"):
+        B.mos_search_config(SearchConfig(model="lstm", budget="smoke"))
 
 
 def test_resume_equals_the_uninterrupted_run_bitwise(tmp_path):
@@ -296,16 +310,18 @@ def test_resume_equals_the_uninterrupted_run_bitwise(tmp_path):
 
 
 def test_the_row_runs_on_wikitext2_where_present_and_on_ptb_otherwise(monkeypatch):
-    from lshkit import baselines as B
-
     def missing(name, *a, **k):
         raise FileNotFoundError(f"{name} files not found")
 
     monkeypatch.setattr(B, "load_corpus", missing)
-    cfg, says = B.mos_train_config("low", "cpu", seed=3)
-    assert (cfg.dataset, cfg.seed, cfg.hidden_size) == ("ptb", 3, TrainConfig.preset("cpu", "awd_mos").hidden_size)
+    cpu = SearchConfig(model="awd_mos", budget="low", scale="cpu", seed=3)
+    config, says = B.mos_search_config(cpu, "cpu")
+    assert config == cpu and config.resolved("cpu").train_config().dataset == "ptb"  # the cpu preset's
     assert "PTB" in says and "WikiText-2 files are not here" in says
+    config, says = B.mos_search_config(SearchConfig(model="awd_mos", budget="high", scale="paper"), "cpu")
+    assert config.train_overrides == {"dataset": "ptb"}
     monkeypatch.setattr(B, "load_corpus", lambda name, *a, **k: object())
-    cfg, says = B.mos_train_config("high", "paper")
-    assert cfg.dataset == "wikitext2" and cfg.replace(dataset="wikitext2") == TrainConfig.preset("paper", "awd_mos")
-    assert says.startswith("paper scale on WikiText-2")
+    config, says = B.mos_search_config(cpu, "cpu")
+    train = config.resolved("cpu").train_config()
+    assert train == TrainConfig.preset("cpu", "awd_mos").replace(dataset="wikitext2", seed=3)
+    assert says.startswith("cpu scale on WikiText-2")

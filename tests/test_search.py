@@ -86,6 +86,11 @@ def test_config_round_trip_validation_and_resolution():
         S.SearchConfig(budget="smoke", space={"colour": {"type": "categorical", "choices": ["red"]}}).resolved()
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         S.SearchConfig(train_overrides={"hiden_size": 3})
+    # The dataset may change (for the reference and every candidate alike); seed has its own field.
+    with_data = S.SearchConfig(scale="cpu", train_overrides={"dataset": "wikitext2"}).resolved("cpu")
+    assert with_data.train_config().dataset == "wikitext2"
+    with pytest.raises(ValueError, match=r"may not set \['seed'\]"):
+        S.SearchConfig(train_overrides={"seed": 1})
 
 
 def test_storage_urls_and_workers(tmp_path):

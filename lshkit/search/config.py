@@ -11,7 +11,7 @@ from lshkit import embedding as emb
 from lshkit.checks import check_choice, check_int
 from lshkit.dst import SparseConfig
 from lshkit.io import JSONConfig
-from lshkit.paper import BUDGET_POOL, SPARSITY
+from lshkit.paper import BUDGET_POOL, SPARSITY, TABLE1_MODELS
 from lshkit.samplers import SAMPLERS, SearchSpace
 from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
@@ -19,7 +19,7 @@ from lshkit.train import TrainConfig
 __all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "DISTANCES",
            "EMBEDDING_FITS", "LS_CONVENTIONS"]
 
-MODELS = ("lstm", "rhn")
+MODELS = TABLE1_MODELS
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = {"smoke": 8, **BUDGET_POOL}
 RANKINGS = ("ls", "loss")
@@ -29,13 +29,16 @@ EMBEDDING_FITS = emb.FITS
 LS_CONVENTIONS = ("paper", "full")
 # Parameters a search space may not set: they define the comparison itself.
 _FIXED_TRAIN_FIELDS = ("model", "dataset", "epochs", "seed")
+# Of those, the ones SearchConfig sets with its own fields; the dataset may be overridden, since
+# train_overrides change the dense reference and every candidate alike.
+_SEARCH_FIELDS = ("model", "epochs", "seed")
 
 
 @dataclass
 class SearchConfig(JSONConfig):
     """Everything that defines one search; ``None`` fields are filled by :meth:`resolved`."""
 
-    model: str = "lstm"                # stacked LSTM or RHN (Table A1)
+    model: str = "lstm"                # stacked LSTM, RHN or AWD-LSTM-MoS (Table A1)
     scale: str = "auto"                # TrainConfig preset; "auto": paper on CUDA, else cpu
     budget: str = "low"                # initial pool: smoke 8, low 24, moderate 30, high 40 (Table 2)
     sampler: str = "tpe"               # candidate generator (lshkit.samplers)
@@ -45,7 +48,7 @@ class SearchConfig(JSONConfig):
     embedding_fit: str = "candidate"   # "candidate": one fit per candidate (Appendix B); "joint": one for all
     epochs_per_round: int | None = None  # E (§3.2; paper 3, smoke 1)
     rounds: int | None = None          # m; None: until final_survivors remain
-    sparsity: float | None = None      # None: Table A1's (0.67 LSTM, 0.53 RHN)
+    sparsity: float | None = None      # None: Table A1's (0.67 LSTM, 0.53 RHN, 0.55 AWD-LSTM-MoS)
     seed: int = 0                      # seeds the sampler and every model's training
     pool: int | None = None            # overrides the budget's initial pool size
     ls_samples: int = 2                # K (Table A1's LS batch size)
@@ -98,12 +101,12 @@ class SearchConfig(JSONConfig):
             raise ValueError(f"SearchConfig.train_overrides must be a dict of TrainConfig fields; "
                              f"got {self.train_overrides!r}")
         self.train_overrides = dict(sorted(self.train_overrides.items()))
-        valid = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _FIXED_TRAIN_FIELDS]
-        unknown = [k for k in self.train_overrides if k not in valid and k not in _FIXED_TRAIN_FIELDS]
+        valid = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SEARCH_FIELDS]
+        unknown = [k for k in self.train_overrides if k not in valid and k not in _SEARCH_FIELDS]
         if unknown:
             raise ValueError(f"SearchConfig.train_overrides: unknown TrainConfig field(s) {unknown}; "
                              f"valid: {valid}")
-        bad = [k for k in self.train_overrides if k in _FIXED_TRAIN_FIELDS]
+        bad = [k for k in self.train_overrides if k in _SEARCH_FIELDS]
         if bad:
             raise ValueError(f"SearchConfig.train_overrides may not set {bad}: use model, scale, seed "
                              "and final_epochs")
