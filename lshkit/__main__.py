@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=BUDGETS, default="smoke", help="Default: %(default)s")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="these notebooks only (names without .ipynb)")
     p.add_argument("--out", default=None, help="Default: results/notebooks/<budget>")
+    p.add_argument("--store-checked", action="store_true",
+                   help="run at the stored defaults (results into results/, as shown) and store the outputs of the "
+                        "cells marked NBVAL_CHECK_OUTPUT back into the notebooks, for CI to compare against")
     p.add_argument("--help-notebook", default=None, metavar="NAME",
                    help="list the parameters of notebook NAME (without .ipynb) with their types, defaults and "
                         "help, and run nothing")
@@ -415,8 +418,10 @@ def _notebooks(args, command) -> int:
         start, status = time.perf_counter(), "done"
         try:
             papermill.execute_notebook(str(folder / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                       parameters={"budget": args.budget}, progress_bar=False,
-                                       kernel_name="python3")
+                                       parameters={} if args.store_checked else {"budget": args.budget},
+                                       progress_bar=False, kernel_name="python3")
+            if args.store_checked:
+                store_checked_outputs(out / f"{name}.ipynb", folder / f"{name}.ipynb")
         except Exception as err:  # a failing notebook is reported, and the others still run
             status, failed = f"failed: {type(err).__name__}", failed + 1
         rows.append(f"| [{name}]({name}.ipynb) | {status} | {time.perf_counter() - start:.0f} s |")
@@ -425,6 +430,31 @@ def _notebooks(args, command) -> int:
     (out / "index.md").write_text("\n".join(index) + "\n")
     print(f"index: {out / 'index.md'}")
     return 1 if failed else 0
+
+
+CHECKED = "# NBVAL_CHECK_OUTPUT"
+
+
+def store_checked_outputs(executed, source) -> int:
+    """Copy the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` from the ``executed`` copy of
+    a notebook into its ``source``, flagged ``keep_output`` (nbstripout keeps them), so that
+    ``pytest --nbval-lax`` fails when a result changes. Returns how many cells were stored."""
+    import nbformat
+
+    run = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells}
+    nb = nbformat.read(source, as_version=4)
+    stored = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.lstrip().startswith(CHECKED):
+            outputs = run[cell.id].outputs
+            for o in outputs:
+                if "execution_count" in o:
+                    o["execution_count"] = None
+            cell.outputs, cell.execution_count = outputs, None
+            cell.metadata["keep_output"] = True
+            stored += 1
+    nbformat.write(nb, source)
+    return stored
 
 
 def _print_summary(summary: dict, out: str) -> None:
