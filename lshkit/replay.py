@@ -173,6 +173,20 @@ def _row(summary: dict, repeat: int) -> dict:
     return row
 
 
+def _key(atlas: Atlas, repeats: int, first_seed: int, fields: dict) -> dict:
+    # The atlas by its specification, not its path: a clone elsewhere holds the same records.
+    return {"atlas": atlas.spec.to_dict(), "repeats": repeats, "first_seed": first_seed, "fields": fields}
+
+
+def _finished(folder: Path, atlas: Atlas, repeats: int, first_seed: int, fields: dict) -> bool:
+    """Whether ``folder`` holds the finished replays of exactly this experiment."""
+    if not (folder / "summary.json").exists() or not (folder / "replays.csv").exists():
+        return False
+    key = json.loads(json.dumps(_key(atlas, repeats, first_seed, fields)))
+    previous = read_json(folder / "summary.json")
+    return {k: previous.get(k) for k in key} == key
+
+
 def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, first_seed: int = 0,
                 write_repeats: bool = True, **fields) -> pd.DataFrame:
     """``repeats`` replays of one search with seeds ``first_seed ..``; one row per repeat
@@ -184,12 +198,10 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     check_int("first_seed", first_seed, low=0)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     atlas_config(atlas, **{**fields, "seed": first_seed})  # a bad field fails before any replay
-    key = {"atlas": str(atlas.root), "repeats": repeats, "first_seed": first_seed, "fields": fields}
+    if out is not None and _finished(Path(out), atlas, repeats, first_seed, fields):
+        return pd.read_csv(Path(out) / "replays.csv")
+    key = _key(atlas, repeats, first_seed, fields)
     done = Path(out) / "summary.json" if out is not None else None
-    if done is not None and done.exists():
-        previous = read_json(done)
-        if {k: previous.get(k) for k in key} == json.loads(json.dumps(key)):
-            return pd.read_csv(Path(out) / "replays.csv")
     start = time.perf_counter()
     rows = []
     for k in range(first_seed, first_seed + repeats):
@@ -207,13 +219,15 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
 
 
 def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 100, first_seed: int = 0,
-                 progress: bool = False, **fields) -> pd.DataFrame:
+                 progress: bool = False, committed=None, **fields) -> pd.DataFrame:
     """Every combination of ``axes`` (a field name -> its values, e.g. ``{"sampler": [...],
     "ranking": ["ls", "loss"]}``) replayed ``repeats`` times with :func:`replay_many`, each
     combination in its own folder under ``out`` (read back when finished). Grid search replays
     once unless its LS space is t-SNE's: on an atlas nothing else in its selection depends on the
     seed (the training seed is the atlas's).
-    One row per replay, with the axes' values as columns."""
+    One row per replay, with the axes' values as columns. ``committed``: another folder laid out
+    like ``out`` whose finished cells are read (never written) before any is replayed, such as the
+    replays committed beside a notebook's results, which CI reads instead of recomputing them."""
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     names = list(axes)
     combos = list(itertools.product(*(axes[n] for n in names)))
@@ -222,7 +236,10 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
         cell = dict(zip(names, values))
         search = {**fields, **cell}
         n = 1 if search.get("sampler") == "grid" and search.get("embedding", "pca") != "tsne" else repeats
-        folder = Path(out) / "-".join(f"{k}={v}" for k, v in cell.items())
+        name = "-".join(f"{k}={v}" for k, v in cell.items())
+        folder = Path(out) / name
+        if committed is not None and _finished(Path(committed) / name, atlas, n, first_seed, {**fields, **cell}):
+            folder = Path(committed) / name
         frame = replay_many(atlas, folder, repeats=n, first_seed=first_seed, write_repeats=False, **fields, **cell)
         frames.append(frame.assign(**{k: v for k, v in cell.items() if k not in frame}))
     return pd.concat(frames, ignore_index=True)
@@ -230,20 +247,27 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
 
 def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repeats: int = 100,
                           first_seed: int = 0, sampler: str = "tpe", budget: str = "low",
-                          max_candidates: int | None = None) -> pd.DataFrame:
+                          max_candidates: int | None = None, out=None, committed=None) -> pd.DataFrame:
     """Fig. 3 right on the simulated clock: for each repeat (seed), the recorded CPU seconds
     each method needs to reach validation perplexity ``target_ppl``: LSH (``sampler`` with LS
     ranking), the same search ranked by validation loss, and the loss-based full-training
     search (:func:`lshkit.baselines.full_training_search`: ``sampler``'s proposals trained fully
     one after another, at most ``max_candidates``, default every grid point of the atlas).
     One row per (repeat, method): ``seconds`` (NaN when the method never got there),
-    ``spent_seconds`` (its whole cost), ``valid_ppl`` (LSH: its selected model's)."""
+    ``spent_seconds`` (its whole cost), ``valid_ppl`` (LSH: its selected model's). With ``out``,
+    written there as ``replays.csv`` and ``summary.json`` and read back when finished (from
+    ``committed`` first, as :func:`replay_sweep` does)."""
     from lshkit.baselines import full_training_search
 
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     limit = len(atlas.spec.grid()) if max_candidates is None else max_candidates
+    fields = {"target_ppl": float(target_ppl), "sampler": sampler, "budget": budget, "max_candidates": limit}
+    for folder in (committed, out):
+        if folder is not None and _finished(Path(folder), atlas, repeats, first_seed, fields):
+            return pd.read_csv(Path(folder) / "replays.csv")
+    start = time.perf_counter()
     rows = []
     for seed in range(first_seed, first_seed + repeats):
         for ranking in ("ls", "loss"):
@@ -260,4 +284,9 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     frame = pd.DataFrame(rows)
     frame["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce")
     frame["valid_ppl"] = pd.to_numeric(frame["valid_ppl"], errors="coerce")
-    return frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget)
+    frame = frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget)
+    if out is not None:
+        write_csv(Path(out) / "replays.csv", frame)
+        write_json(Path(out) / "summary.json", {**_key(atlas, repeats, first_seed, fields),
+                                                "wall_seconds": time.perf_counter() - start})
+    return frame

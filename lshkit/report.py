@@ -83,6 +83,13 @@ class NotebookParams:
         return load_atlas(self.extras.get("atlas_dir") or project_path(ATLAS_ROOT / "atlas"))
 
     @property
+    def committed_dir(self) -> Path:
+        """Where this run's results are committed in the checkout (``results/<experiment>/<run>``),
+        whatever ``results_dir`` says: finished replays there are read, never rewritten, so CI
+        shows the committed evidence without recomputing it."""
+        return project_path("results") / self.experiment / self.run_dir.name
+
+    @property
     def paper_scale(self) -> bool:
         return self.effective_scale == "paper"
 

@@ -189,3 +189,22 @@ def test_grid_optimum_is_the_best_grid_candidate(atlas_dir):
     finals = atlas.candidates()
     grid = finals[~finals.dense & (finals.death_rate == 0.9)]  # the grid search's rate: the middle of (0.5, 0.9)
     assert candidate_name(best, 0) == grid.loc[grid.valid_ppl.idxmin(), "name"]
+
+
+def test_replay_sweep_reads_committed_replays_and_never_writes_them(atlas_dir, tmp_path):
+    axes = {"sampler": ["random"], "ranking": ["ls", "loss"]}
+    committed = tmp_path / "committed"
+    replay_sweep(atlas_dir, committed, axes, repeats=2, epochs_per_round=1, pool=4)
+    stamp = {p: p.stat().st_mtime_ns for p in committed.rglob("*")}
+    cell = committed / "sampler=random-ranking=ls" / "replays.csv"
+    cell.write_text(pd.read_csv(cell).assign(test_ppl=-1.0).to_csv(index=False))
+    stamp[cell] = cell.stat().st_mtime_ns
+    frame = replay_sweep(atlas_dir, tmp_path / "scratch", axes, repeats=2, epochs_per_round=1, pool=4,
+                         committed=committed)
+    assert (frame[frame.ranking == "ls"].test_ppl == -1.0).all()  # read from the committed folder
+    assert {p: p.stat().st_mtime_ns for p in committed.rglob("*")} == stamp
+    # Another experiment (more repeats) is not in the committed folder: replayed into the scratch one.
+    more = replay_sweep(atlas_dir, tmp_path / "scratch", axes, repeats=3, epochs_per_round=1, pool=4,
+                        committed=committed)
+    assert len(more) == 6 and (more.test_ppl > 1).all()
+    assert (tmp_path / "scratch" / "sampler=random-ranking=ls" / "replays.csv").exists()
