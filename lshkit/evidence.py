@@ -26,7 +26,7 @@ from lshkit.checks import check_choice, check_int, check_number
 from lshkit.sweep import summarise
 
 __all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival",
-           "seed_noise", "paired_replays", "interval_verdict", "overall_verdict", "time_to_target_summary", "SIGNALS"]
+           "seed_noise", "paired_replays", "interval_verdict", "overall_verdict", "time_to_target_summary", "trajectories", "SIGNALS"]
 
 #: The two early signals the paper sets against each other, in the order tables show them.
 SIGNALS = ("ls_distance", "valid_loss")
@@ -251,4 +251,28 @@ def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full trainin
                      "median_seconds": float(np.median(t)), "p2.5_seconds": float(np.quantile(t, 0.025)),
                      "p97.5_seconds": float(np.quantile(t, 0.975)), "speedup": float(speedup),
                      "speedup_lo": float(lo), "speedup_hi": float(hi)})
+    return pd.DataFrame(rows)
+
+
+def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = None) -> pd.DataFrame:
+    """Fig. 1 over every atlas candidate: one row per (candidate, epoch) of training seed ``seed``
+    (default the atlas's main seed), the dense model included, with the LS embedded in one 2-D PCA
+    space fitted on every candidate and epoch (``pc1``, ``pc2``), the same-epoch L2 between the raw
+    spectra of the candidate and the dense model (what the authors' code measures), and the
+    candidate's final validation perplexity."""
+    check_choice("convention", convention, ("paper", "full"))
+    seed = atlas.spec.seed if seed is None else seed
+    names = [n for n, r in atlas.records.items() if r["seed"] == seed and r["status"] == "ok"]
+    dense = atlas.record(None, seed)["name"]
+    histories = {n: atlas.ls(n, convention).astype(np.float64) for n in names}
+    points = emb.LSEmbedding("pca").fit(np.vstack(list(histories.values())))
+    rows = []
+    for name, history in histories.items():
+        xy = points.transform(history)
+        record = atlas.records[name]
+        same = np.linalg.norm(history - histories[dense][: len(history)], axis=1)
+        for e, (x, y) in enumerate(xy):
+            rows.append({"name": name, "dense": record["params"] is None, "epoch": e, "pc1": x, "pc2": y,
+                         "distance_same_epoch": same[e], "valid_ppl": record["epochs"][e]["valid_ppl"],
+                         "final_valid_ppl": record["epochs"][-1]["valid_ppl"]})
     return pd.DataFrame(rows)

@@ -7,7 +7,8 @@ import pytest
 
 from lshkit.atlas import load_atlas
 from lshkit.evidence import (early_signals, interval_verdict, overall_verdict, paired_difference, paired_replays,
-                             predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary)
+                             predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary,
+                             trajectories)
 
 
 def _frame(n=40, seed=0):
@@ -101,3 +102,13 @@ def test_time_to_target_summary_counts_never_as_infinitely_long():
     assert out.loc["LSH", "speedup"] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="baseline"):
         time_to_target_summary(frame, baseline="grid")
+
+
+def test_trajectories_put_every_candidate_in_one_space(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    frame = trajectories(atlas)
+    assert frame.name.nunique() == 9 and set(frame.epoch) == {0, 1, 2, 3, 4}
+    dense = frame[frame.dense]
+    assert (dense.distance_same_epoch == 0).all()  # the dense model against itself
+    assert (frame[~frame.dense].distance_same_epoch > 0).all()
+    assert (frame.groupby("name").final_valid_ppl.nunique() == 1).all()
