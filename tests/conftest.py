@@ -1,17 +1,9 @@
-import os
-import tempfile
-
 import pytest
 import torch
 
 from lshkit.atlas import AtlasSpec, build_atlas
 from lshkit.search import SearchConfig
 
-# Notebooks under test (nbval kernels inherit this environment) write their results and figures
-# into a temporary folder, never into the user's results/ and figures/, and always compute.
-_SCRATCH = tempfile.mkdtemp(prefix="lshkit-tests-")
-os.environ.setdefault("LSHKIT_RESULTS_DIR", os.path.join(_SCRATCH, "results"))
-os.environ.setdefault("LSHKIT_FIGURES_DIR", os.path.join(_SCRATCH, "figures"))
 
 # The tests train tiny models, for which a second thread costs more in synchronisation than it
 # gains, and under load (nbval kernels, worker processes) two threads per process thrash.
