@@ -437,8 +437,8 @@ CHECKED = "# NBVAL_CHECK_OUTPUT"
 
 def store_checked_outputs(executed, source) -> int:
     """Copy the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` from the ``executed`` copy of
-    a notebook into its ``source``, flagged ``keep_output`` (nbstripout keeps them), so that
-    ``pytest --nbval-lax`` fails when a result changes. Returns how many cells were stored."""
+    a notebook into its ``source``, with their execution counts and flagged ``keep_output``, so
+    that ``pytest --nbval-lax`` fails when a result changes. Returns how many cells were stored."""
     import nbformat
 
     run = {c.get("id"): c for c in nbformat.read(executed, as_version=4).cells}
@@ -446,11 +446,8 @@ def store_checked_outputs(executed, source) -> int:
     stored = 0
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.source.lstrip().startswith(CHECKED):
-            outputs = run[cell.id].outputs
-            for o in outputs:
-                if "execution_count" in o:
-                    o["execution_count"] = None
-            cell.outputs, cell.execution_count = outputs, None
+            # nbval compares only cells that ran, which it tells by their execution count.
+            cell.outputs, cell.execution_count = run[cell.id].outputs, run[cell.id].execution_count
             cell.metadata["keep_output"] = True
             stored += 1
     nbformat.write(nb, source)

@@ -38,13 +38,16 @@ def test_notebook_is_parameterised_and_saved_clean(path):
     assert params["budget"]["default"] == ('"low"' if replays else '"smoke"')
     validate_cell = nb.cells[first_code + 1]
     assert validate_cell.cell_type == "code" and "validate(" in validate_cell.source
-    # Saved without outputs, except the results CI compares (cells marked NBVAL_CHECK_OUTPUT, kept
-    # by nbstripout through their keep_output flag; `python -m lshkit notebooks --store-checked`).
+    # Saved without outputs, except the results CI compares (cells marked NBVAL_CHECK_OUTPUT, with
+    # their execution counts; `python -m lshkit notebooks --store-checked` writes them).
     for c in nb.cells:
         if c.cell_type == "code":
             checked = c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT")
-            assert c.get("execution_count") is None, "saved without execution counts"
-            assert not c.get("outputs") or (checked and c.metadata.get("keep_output")), "saved without outputs"
+            kept = checked and c.metadata.get("keep_output")
+            assert kept or c.get("execution_count") is None, "saved without execution counts"
+            assert kept or not c.get("outputs"), "saved without outputs"
+            # nbval compares the outputs of a cell that ran, which it tells by its execution count.
+            assert not kept or c.get("execution_count") is not None
     text = path.read_text(encoding="utf-8")  # byte for byte what JupyterLab (nbformat) writes
     assert text == nbformat.writes(nb) + ("" if nbformat.writes(nb).endswith("\n") else "\n"), \
         "not in the form JupyterLab saves: rewrite it with nbformat.write or nbstripout --keep-id"
