@@ -33,7 +33,7 @@ from lshkit.io import read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import SearchConfig
 from lshkit.search.loop import LSHSearch
-from lshkit.search.runner import Runner
+from lshkit.search.runner import Runner, first_reaching
 
 __all__ = ["AtlasRunner", "atlas_config", "grid_optimum", "replay", "replay_many", "replay_sweep", "replay_time_to_target"]
 
@@ -91,7 +91,7 @@ class AtlasRunner(Runner):
         if spec["kind"] == "full":
             result = self._read(spec["params"], 0, self.config.final_epochs, False, final=False)
             records = result["records"]
-            hit = next((i for i, r in enumerate(records) if r["valid_ppl"] <= spec["target_ppl"]), None)
+            hit = first_reaching(records, spec["target_ppl"])
             return dict(result, records=records if hit is None else records[:hit + 1])
         if spec["kind"] == "reference":
             result = self._read(None, 0, self.config.final_epochs, True, final=True)

@@ -45,7 +45,7 @@ from lshkit.storage import JobQueue, default_storage_url, open_storage
 from lshkit.tracking import LSCallback, ls_tokens
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
-__all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference", "reached"]
+__all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference", "first_reaching"]
 
 
 def candidate_configs(cfg: SearchConfig, params: dict) -> tuple[TrainConfig, SparseConfig]:
@@ -84,9 +84,10 @@ def _finite(values) -> bool:
     return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
 
 
-def reached(records, target_ppl: float) -> bool:
-    """Whether any of ``records`` has a validation perplexity at most ``target_ppl``."""
-    return any(r.get("valid_ppl", math.inf) <= target_ppl for r in records)
+def first_reaching(records, target_ppl: float) -> int | None:
+    """The index of the first of ``records`` whose validation perplexity is at most
+    ``target_ppl`` (the epoch a full-training unit stops at); None if none is."""
+    return next((i for i, r in enumerate(records) if r.get("valid_ppl", math.inf) <= target_ppl), None)
 
 
 def _masked_url(url: str) -> str:
@@ -194,7 +195,7 @@ class TrainingRunner(Runner):
         if with_ls and not trainer.history:
             trainer.record_initial(callbacks)  # the LS history starts at epoch 0 (Appendix B)
         status, reason = "ok", None
-        while trainer.epoch < epochs and not (until is not None and reached(trainer.history, until)):
+        while trainer.epoch < epochs and (until is None or first_reaching(trainer.history, until) is None):
             try:
                 record = trainer.train_epoch(callbacks)
             except TrainingDiverged as err:
