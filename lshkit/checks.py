@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_choice", "check_int", "check_positive_int", "check_number"]
+__all__ = ["check_choice", "check_int", "check_positive_int", "check_number", "check_ratio", "optional", "list_of"]
 
 
 def check_choice(name: str, value, valid) -> None:
@@ -38,3 +38,29 @@ def check_number(name: str, value, *, low: float | None = None, high: float | No
         hi = "inf" if high is None else f"{high}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
         raise ValueError(f"{name}={value!r} is not valid; it must be a number in {interval}")
+
+
+def check_ratio(name: str, value) -> None:
+    """A pruning ratio (sparsity): a number in [0, 1)."""
+    check_number(name, value, low=0, high=1, high_open=True)
+
+
+def optional(check):
+    """``check(name, value)`` that also accepts None (a parameter whose None means "the default")."""
+    def checked(name, value):
+        if value is not None:
+            check(name, value)
+    return checked
+
+
+def list_of(check, *, what: str, distinct: bool = False):
+    """A check of a non-empty list (or tuple) whose items each pass ``check(f"{name}[i]", item)``
+    and, where ``distinct``, differ; ``what`` names the items in the message."""
+    def checked(name, values):
+        if (not isinstance(values, (list, tuple)) or not values
+                or (distinct and len(set(values)) != len(values))):
+            raise ValueError(f"{name}={values!r} is not valid; it must be a non-empty list of "
+                             f"{'distinct ' if distinct else ''}{what}")
+        for i, value in enumerate(values):
+            check(f"{name}[{i}]", value)
+    return checked

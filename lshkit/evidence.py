@@ -9,7 +9,8 @@ a bootstrap 95% interval over candidates; :func:`paired_difference` the differen
 :func:`predictive_power` both for every LS convention and embedding × distance;
 :func:`survival` the practical form (does the true best quarter survive a half-removal?);
 :func:`seed_noise` the training noise measured by the atlas's seed replicates; and
-:func:`paired_replays` the paired difference of two rankings over replayed searches (Table 2).
+:func:`paired_replays` the paired difference of two rankings over replayed searches (Table 2),
+:func:`best_combination` and :func:`optimal_only_from` the claims of Tables B2 and 4.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from lshkit.atlas import Atlas
 from lshkit.checks import check_choice, check_int, check_number
 from lshkit.sweep import summarise
 
-__all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival",
-           "seed_noise", "paired_replays", "interval_verdict", "overall_verdict", "time_to_target_summary", "trajectories", "SIGNALS"]
+__all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival", "seed_noise",
+           "paired_replays", "best_combination", "optimal_only_from", "interval_verdict", "overall_verdict",
+           "time_to_target_summary", "trajectories", "SIGNALS"]
 
 #: The two early signals the paper sets against each other, in the order tables show them.
 SIGNALS = ("ls_distance", "valid_loss")
@@ -182,24 +184,55 @@ def seed_noise(atlas: Atlas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", by=("sampler", "budget"),
-                   value: str = "test_ppl") -> pd.DataFrame:
-    """Per group of ``by``: the mean of ``value`` under ranking ``a`` minus under ranking ``b``,
-    paired by seed (the same seed gives both searches the same initial pool), with its 95%
-    Student-t interval over the pairs (:func:`lshkit.sweep.summarise`); negative means ``a``
-    selects better models. Also how many pairs each ranking won."""
+def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", column: str = "ranking",
+                   by=("sampler", "budget"), value: str = "test_ppl") -> pd.DataFrame:
+    """Per group of ``by``: the mean of ``value`` when ``column`` is ``a`` minus when it is ``b``
+    (by default LS ranking minus loss ranking, Table 2), paired by seed (the same seed gives both
+    searches the same initial pool), with its 95% Student-t interval over the pairs
+    (:func:`lshkit.sweep.summarise`), how many pairs each side won, and the verdict on "``a``
+    selects better models" (a difference below 0, :func:`interval_verdict`)."""
     by = list(by)
-    wide = frame.pivot_table(index=by + ["seed"], columns="ranking", values=value).reset_index()
+    wide = frame.pivot_table(index=by + ["seed"], columns=column, values=value).reset_index()
     if a not in wide or b not in wide:
-        raise ValueError(f"frame needs searches ranked by both {a!r} and {b!r}")
+        raise ValueError(f"frame needs searches with {column} {a!r} and {b!r}")
     wide["difference"] = wide[a] - wide[b]
     out = summarise(wide, by, value="difference").rename(columns={"n": "pairs", "mean": "difference"})
     # One pair has no interval (summarise's half-width 0 means "not measured"): no verdict either.
     half = out.ci95.where(out.pairs > 1)
     out["lo"], out["hi"] = out.difference - half, out.difference + half
+    out["verdict"] = [interval_verdict(lo, hi, better="below") for lo, hi in zip(out.lo, out.hi)]
     wins = wide.groupby(by, sort=False)["difference"].agg(
         **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
     return out.drop(columns=["std", "ci95"]).merge(wins, on=by)
+
+
+def best_combination(frame: pd.DataFrame, best=("pca", "l2"), *, columns=("embedding", "distance"),
+                     by=("embedding_fit",), value: str = "test_ppl") -> tuple[pd.DataFrame, str]:
+    """Table B2's claim that one combination of ``columns`` (PCA with L2) is the best: per other
+    combination present, :func:`paired_replays` of ``best`` minus it, and the claim's state: it
+    holds when ``best`` is better than every other, judged by the intervals (:func:`overall_verdict`)."""
+    combination = frame[list(columns)].astype(str).agg("/".join, axis=1)
+    label = "/".join(best)
+    others = [c for c in dict.fromkeys(combination) if c != label]
+    if label not in set(combination) or not others:
+        raise ValueError(f"best={best!r} and at least one other combination of {list(columns)} must be in the frame; "
+                         f"it has {sorted(set(combination))}")
+    rows = [paired_replays(frame.assign(combination=combination), a=label, b=other, column="combination", by=by,
+                           value=value).rename(columns={f"{label}_better": "best_better", f"{other}_better": "other_better"})
+            .assign(other=other) for other in others]
+    table = pd.concat(rows, ignore_index=True)
+    return table, overall_verdict(table.verdict)
+
+
+def optimal_only_from(searches: pd.DataFrame, first: int = 3) -> tuple[pd.DataFrame, str]:
+    """Table 4's claim that the optimal configuration is selected only for E ≥ ``first``: per
+    schedule E (one search each, columns ``E`` and ``optimal_selected``), whether it selected the
+    optimum and whether the claim says it should; the claim holds when every E agrees. Each E is
+    one deterministic search on the atlas, so there is no interval here: a single disagreement
+    decides."""
+    table = searches[["E", "optimal_selected"]].astype({"E": int, "optimal_selected": bool}).sort_values("E")
+    table["claimed"] = table.E >= first
+    return table.reset_index(drop=True), "holds" if (table.optimal_selected == table.claimed).all() else "does not hold"
 
 
 def interval_verdict(lo: float, hi: float, *, better: str = "above") -> str:

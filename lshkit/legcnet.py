@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checks import check_choice, check_number, check_positive_int
+from .checks import check_choice, check_int, check_number, check_positive_int, list_of
 from .io import JSONConfig
 from .tabular import BUNDLED, MLPShape, f1_macro, init_params, load_tabular, train_mlp
 
@@ -138,16 +138,20 @@ class LEGCNetConfig(JSONConfig):
         return self.epochs if self.epochs is not None else EPOCHS.get(dataset, 30)
 
 
+def _check_dataset(name: str, value) -> None:
+    if value not in BUNDLED and not str(value).lower().endswith(".csv"):
+        raise ValueError(f"{name}={value!r} is not valid; choose from {list(BUNDLED)} or a CSV path")
+
+
+_check_datasets = list_of(_check_dataset, what=f"data sets from {list(BUNDLED)} or CSV paths")
+
+
 def plan(budget: str, *, datasets=None, seeds=None, seed: int = 0) -> tuple[list, list]:
     """The data sets and seeds a notebook budget runs: ``datasets`` (a list) and ``seeds`` (a
     count) override the budget's; the seeds are ``seed, seed + 1, ...``."""
     check_choice("budget", budget, list(BUDGET_PLAN))
     chosen = list(BUDGET_PLAN[budget]["datasets"] if datasets is None else datasets)
-    if not chosen:
-        raise ValueError(f"datasets={datasets!r} is not valid; give a non-empty list from {list(BUNDLED)}")
-    for i, name in enumerate(chosen):
-        if name not in BUNDLED and not str(name).lower().endswith(".csv"):
-            raise ValueError(f"datasets[{i}]={name!r} is not valid; choose from {list(BUNDLED)} or a CSV path")
+    _check_datasets("datasets", chosen)
     n = BUDGET_PLAN[budget]["seeds"] if seeds is None else seeds
     check_positive_int("seeds", n)
     return chosen, list(range(seed, seed + n))
@@ -462,14 +466,8 @@ def run_study(datasets, seeds, config: LEGCNetConfig = LEGCNetConfig(), *, devic
               target: str | None = None, progress: bool = False) -> dict:
     """:func:`run_legcnet` for every data set and seed (``target``: the label column of CSV
     data sets); the frames concatenated."""
-    if not isinstance(datasets, (list, tuple)) or not datasets:
-        raise ValueError(f"datasets={datasets!r} is not valid; give a non-empty list from {list(BUNDLED)}")
-    for i, name in enumerate(datasets):
-        if name not in BUNDLED and not str(name).lower().endswith(".csv"):
-            raise ValueError(f"datasets[{i}]={name!r} is not valid; choose from {list(BUNDLED)} or a CSV path")
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds={seeds!r} is not valid; give a non-empty list of non-negative integers")
+    _check_datasets("datasets", datasets)
+    list_of(check_int, what="non-negative integers")("seeds", seeds)
     parts = {"rows": [], "curves": [], "weights": [], "series": [], "timing": []}
     for name in datasets:
         for seed in seeds:

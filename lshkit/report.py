@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checks import check_choice, check_number
+from .checks import check_choice, check_number, list_of
 from .env import quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
 
@@ -113,13 +113,14 @@ def project_path(path) -> Path:
 
 def each_of(valid):
     """A check for a non-empty list whose items are all among ``valid`` (e.g. ``samplers``)."""
-    def check(name, values):
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"{name}={values!r} is not valid; it must be a non-empty list "
-                             f"of items from {list(valid)}")
-        for i, v in enumerate(values):
-            check_choice(f"{name}[{i}]", v, valid)
-    return check
+    return list_of(lambda name, value: check_choice(name, value, valid), what=f"items from {list(valid)}")
+
+
+def check_atlas_dir(name: str, value) -> None:
+    """The ``atlas_dir`` parameter of a notebook that replays: None (the committed atlas) or a folder."""
+    if value is not None and not (isinstance(value, (str, os.PathLike)) and Path(value).is_dir()):
+        raise ValueError(f"{name}={value!r} is not valid; it must be None (the committed atlas) "
+                         "or the folder of an atlas (python -m lshkit atlas build --root DIR)")
 
 
 def validate(experiment: str, *, extras: dict | None = None, **params) -> NotebookParams:
@@ -130,8 +131,8 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
     ``name -> check`` where ``check`` is a collection of valid values or a callable
     ``check(name, value)`` raising ValueError (``lshkit.checks.check_positive_int``, ``each_of``).
     An extra named ``source`` (checked against :data:`SOURCES`) chooses between replaying on the
-    atlas (the effective scale is then "atlas"; an extra ``atlas_dir`` names another atlas than
-    the committed one) and training at ``scale``. The run directory is
+    atlas (the effective scale is then "atlas"; an extra ``atlas_dir``, checked by
+    :func:`check_atlas_dir`, names another atlas than the committed one) and training at ``scale``. The run directory is
     ``<results_dir>/<experiment>/<budget>-<effective_scale>-seed<seed>``.
     """
     extras = dict(extras or {})
@@ -165,9 +166,6 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         else:
             check_choice(name, params[name], check)
 
-    if "atlas_dir" in extras and params["atlas_dir"] is not None and not Path(params["atlas_dir"]).is_dir():
-        raise ValueError(f"atlas_dir={params['atlas_dir']!r} is not valid; it must be None (the committed atlas) "
-                         "or the folder of an atlas (python -m lshkit atlas build --root DIR)")
     if "source" in extras and params["source"] == "atlas":
         effective = "atlas"
     elif p["budget"] == "smoke":

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lshkit.atlas import load_atlas
-from lshkit.evidence import (early_signals, interval_verdict, overall_verdict, paired_difference, paired_replays,
+from lshkit.evidence import (best_combination, early_signals, interval_verdict, optimal_only_from, overall_verdict, paired_difference, paired_replays,
                              predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary,
                              trajectories)
 
@@ -71,6 +71,34 @@ def test_paired_replays_pairs_by_seed():
     assert row.pairs == 20 and row.difference == pytest.approx(-1.0) and row.hi == pytest.approx(-1.0)
     assert row.ls_better == 20 and row.loss_better == 0
     assert interval_verdict(row.lo - 1e-9, row.hi + 1e-9, better="below") == "holds"
+    # One seed is one pair: no interval, so no verdict either way.
+    assert paired_replays(frame[frame.seed == 0]).iloc[0].verdict == "is inconclusive"
+
+
+def test_best_combination_needs_every_other_beaten():
+    rng = np.random.default_rng(1)
+    luck = rng.normal(100, 10, size=30)
+    shifts = {("pca", "l2"): 0.0, ("raw", "l2"): 2.0, ("pca", "cos"): 0.0}
+    frame = pd.concat([pd.DataFrame({"embedding_fit": "candidate", "embedding": e, "distance": d, "seed": range(30),
+                                     "test_ppl": luck + shift + rng.normal(0, 0.1, size=30)})
+                       for (e, d), shift in shifts.items()])
+    table, state = best_combination(frame)
+    by_other = table.set_index("other").verdict
+    assert by_other["raw/l2"] == "holds" and by_other["pca/cos"] == "is inconclusive" and state == "is inconclusive"
+    table, state = best_combination(frame[frame.distance == "l2"])
+    assert state == "holds" and table.best_better.iloc[0] == 30
+    worse = frame.assign(test_ppl=frame.test_ppl + 5.0 * (frame.embedding == "pca"))
+    assert best_combination(worse)[1] == "does not hold"
+    with pytest.raises(ValueError, match="at least one other combination"):
+        best_combination(frame[(frame.embedding == "pca") & (frame.distance == "l2")])
+
+
+def test_optimal_only_from_three_epochs():
+    searches = pd.DataFrame({"E": [4, 1, 2, 3], "optimal_selected": [True, False, False, True]})
+    table, state = optimal_only_from(searches)
+    assert state == "holds" and table.E.tolist() == [1, 2, 3, 4] and table.claimed.tolist() == [False, False, True, True]
+    assert optimal_only_from(searches.assign(optimal_selected=True))[1] == "does not hold"
+    assert optimal_only_from(searches, first=4)[1] == "does not hold"
 
 
 def test_interval_verdicts():

@@ -12,9 +12,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lshkit import paper  # noqa: E402
-from lshkit.checks import check_positive_int  # noqa: E402
+from lshkit.checks import check_positive_int, check_ratio, list_of, optional  # noqa: E402
 from lshkit.io import run_record  # noqa: E402
-from lshkit.report import (PALETTE, comparison, each_of, integer_axis, load_results,  # noqa: E402
+from lshkit.report import (PALETTE, SOURCES, check_atlas_dir, comparison, each_of, integer_axis, load_results,  # noqa: E402
                            notebook_parameters, quiet, save_figure, save_results, style, validate, verdict)
 
 ROOT = Path(__file__).resolve().parent.parent  # relative result paths resolve here
@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent  # relative result paths resolve h
 
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 EXTRAS = {"repeats": check_positive_int, "samplers": each_of(SAMPLERS), "model": ("lstm", "rhn")}
+REPLAY_EXTRAS = {**EXTRAS, "ratios": optional(list_of(check_ratio, what="pruning ratios in [0, 1)", distinct=True)),
+                 "source": SOURCES, "atlas_dir": check_atlas_dir}
 
 
 def _fake_cuda(monkeypatch, n):
@@ -47,18 +49,23 @@ def test_each_bad_common_parameter_names_value_and_valid_ones(name, value, valid
     assert name in message and repr(value) in message and valid in message
 
 
-@pytest.mark.parametrize("name, value, valid", [
-    ("repeats", 0, "positive integer"),
-    ("samplers", "tpe", "non-empty list"),
-    ("samplers", ["tpe", "cmaes"], str(list(SAMPLERS))),
-    ("model", "gru", "['lstm', 'rhn']"),
+@pytest.mark.parametrize("name, value, shown, valid", [
+    ("repeats", 0, 0, "positive integer"),
+    ("samplers", "tpe", "tpe", "non-empty list"),
+    ("samplers", ["tpe", "cmaes"], "cmaes", str(list(SAMPLERS))),
+    ("model", "gru", "gru", "['lstm', 'rhn']"),
+    ("ratios", [], [], "non-empty list of distinct pruning ratios in [0, 1)"),
+    ("ratios", [0.5, 0.5], [0.5, 0.5], "non-empty list of distinct pruning ratios in [0, 1)"),
+    ("ratios", [0.5, 1.0], 1.0, "[0, 1)"),
+    ("source", "disk", "disk", "['atlas', 'train']"),
+    ("atlas_dir", "no/such/atlas", "no/such/atlas", "the folder of an atlas"),
 ])
-def test_each_bad_extra_parameter_names_value_and_valid_ones(name, value, valid):
-    params = {"repeats": 3, "samplers": ["tpe"], "model": "lstm", name: value}
+def test_each_bad_extra_parameter_names_value_and_valid_ones(name, value, shown, valid):
+    params = {"repeats": 3, "samplers": ["tpe"], "model": "lstm", "ratios": None, "source": "atlas",
+              "atlas_dir": None, name: value}
     with pytest.raises(ValueError) as err:
-        validate("table2", extras=EXTRAS, **params)
-    assert repr(value if name != "samplers" or isinstance(value, str) else "cmaes") in str(err.value)
-    assert valid in str(err.value)
+        validate("table2", extras=REPLAY_EXTRAS, **params)
+    assert repr(shown) in str(err.value) and valid in str(err.value)
 
 
 def test_unknown_and_missing_parameters():
