@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-__all__ = ["resolve_device", "quiet", "auto_progress", "small_model_threads", "small_matrix_blas", "quiet_optuna"]
+__all__ = ["resolve_device", "quiet", "auto_progress", "small_model_threads", "quiet_optuna"]
 
 
 def resolve_device(device="auto"):
@@ -63,16 +63,6 @@ def small_model_threads(small: bool):
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def small_matrix_blas():
-    """One BLAS thread, as a context manager: the LS embeddings factorise matrices of a few
-    dozen rows, where OpenBLAS's threads cost a thousand times the work once the cores are busy
-    (measured on 2 shared cores: an SVD of a 13x1024 matrix takes 0.4 ms on one thread, 0.9 s
-    on two; benchmarks/replay_speed.py)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 @contextlib.contextmanager
