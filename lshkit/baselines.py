@@ -43,7 +43,7 @@ from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSITIES", "SMOKE_FIELDS",
            "TARGET_FACTOR", "SPEEDUP_HOLDS", "sized", "selfish_rnn_config", "train_fixed",
-           "compare_methods", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
+           "compare_methods", "atlas_methods", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
            "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
            "SELFISH_RNN_MOS", "SELFISH_RNN", "mos_search_config",
            "table1_claim", "robustness_claim", "speedup_holds"]
@@ -210,6 +210,40 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
                           "configuration": c} for m, s, st, v, t, sec, c in rows])
 
 
+def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget: str = "low",
+                  committed=None) -> pd.DataFrame:
+    """Table 1 on an atlas (:mod:`lshkit.atlas`), for its one model: the dense model and the
+    Selfish-RNN default read from its records (the default at the atlas's death rate nearest
+    Selfish-RNN's), and the LSH pick (TPE generation, LS ranking, ``budget``) replayed
+    ``repeats`` times (:func:`lshkit.replay.replay_sweep` into ``out``; ``committed`` as there).
+    The columns of :func:`compare_methods`, plus n, ci95 (the LSH row's mean over the replays
+    and its 95% Student-t half-width; 1 and 0 for the single trainings) and configuration (for
+    LSH, the pick the replays made most often)."""
+    from lshkit.replay import replay_sweep
+    from lshkit.sweep import summarise
+
+    spec = atlas.spec
+    default = dict(SELFISH_RNN[spec.model])
+    default["death_rate"] = min(spec.death_rates, key=lambda rate: abs(rate - default["death_rate"]))
+    finals = atlas.candidates().set_index("name")
+    rows = []
+    for method, params in (("dense", None), ("selfish_rnn", default)):
+        r = finals.loc[atlas.name(params, spec.seed)]
+        rows.append({"method": method, "sparsity": 0.0 if params is None else spec.sparsity, "status": r.status,
+                     "valid_ppl": r.valid_ppl, "test_ppl": r.test_ppl, "seconds": r.cpu_seconds, "n": 1, "ci95": 0.0,
+                     "configuration": "" if params is None else json.dumps(params, sort_keys=True)})
+    replays = replay_sweep(atlas, out, {"sampler": ["tpe"]}, repeats=repeats, first_seed=first_seed, ranking="ls",
+                           budget=budget, committed=committed)
+    test, valid = summarise(replays, "sampler").iloc[0], replays.valid_ppl.mean()
+    picked = replays.filter(like="selected_").rename(columns=lambda c: c[len("selected_"):])
+    mode = pd.Series([json.dumps(r, sort_keys=True) for r in picked.to_dict("records")]).mode().iloc[0]
+    rows.append({"method": "lsh", "sparsity": spec.sparsity, "status": "ok", "valid_ppl": valid,
+                 "test_ppl": test["mean"], "seconds": replays.total_seconds.mean(), "n": int(test["n"]),
+                 "ci95": test["ci95"], "configuration": mode})
+    dataset = spec.train_config().dataset
+    return pd.DataFrame([{"model": spec.model, "dataset": dataset, "label": METHODS[r["method"]], **r} for r in rows])
+
+
 def mos_search_config(config: SearchConfig, device="auto") -> tuple[SearchConfig, str]:
     """``config``, an AWD-LSTM-MoS search, on the data of Table 1's AWD-LSTM-MoS row, and a sentence
     saying which: the generated corpus at budget "smoke"; otherwise WikiText-2 (the paper's data)
@@ -237,13 +271,22 @@ def mos_search_config(config: SearchConfig, device="auto") -> tuple[SearchConfig
 
 
 def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 1's claim in our numbers, per model of ``rows`` (:func:`compare_methods` frames
-    together): whether the LSH pick's test perplexity is below both the Selfish-RNN default's
-    and the dense model's. A missing number (failed or not run) makes it False. Columns model,
-    dense, selfish_rnn, lsh (test perplexities), holds."""
+    """Table 1's claim in our numbers, per model of ``rows`` (:func:`compare_methods` or
+    :func:`atlas_methods` frames together): whether the LSH pick's test perplexity is below both
+    the Selfish-RNN default's and the dense model's. A missing number (failed or not run) makes it
+    False. Columns model, dense, selfish_rnn, lsh (test perplexities), holds, and state: one of
+    "holds", "does not hold", "is inconclusive", judged on the LSH mean's 95% interval against the
+    better of the other two where ``rows`` has a ci95 column (replays), else on holds."""
     table = rows.pivot_table(index="model", columns="method", values="test_ppl", sort=False, dropna=False)
     table = table.reindex(columns=list(METHODS))
     table["holds"] = (table["lsh"] < table["selfish_rnn"]) & (table["lsh"] < table["dense"])
+    table["state"] = table["holds"].map({True: "holds", False: "does not hold"})
+    if "ci95" in rows:
+        from lshkit.evidence import interval_verdict
+
+        half = rows[rows.method == "lsh"].set_index("model")["ci95"].where(lambda h: h > 0).reindex(table.index)
+        margin = table["lsh"] - table[["selfish_rnn", "dense"]].min(axis=1)
+        table["state"] = [interval_verdict(m - h, m + h, better="below") for m, h in zip(margin, half)]
     return table.reset_index()
 
 

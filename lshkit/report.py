@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .checks import check_choice, check_number, list_of
-from .env import quiet, resolve_device
+from .env import auto_progress, quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
 
 __all__ = ["BUDGETS", "NOTEBOOK_SCALES", "SOURCES", "CLAIM_STATES", "NotebookParams", "project_path", "validate",
@@ -58,7 +58,7 @@ class NotebookParams:
     device: str            # resolved: "cpu", "cuda" or "cuda:N"
     storage: str | None
     results_dir: str
-    progress: bool         # resolved: None meant ``not quiet()``
+    progress: bool         # resolved: None meant ``lshkit.env.auto_progress()`` (off under CI and papermill)
     run_dir: Path
     extras: dict = field(default_factory=dict)
 
@@ -176,7 +176,7 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         effective = p["scale"]
     results_dir = str(project_path(_redirected(p["results_dir"], "results")))
     run_dir = Path(results_dir) / experiment / f"{p['budget']}-{effective}-seed{p['seed']}"
-    progress = not quiet() if p["progress"] is None else p["progress"]
+    progress = auto_progress() if p["progress"] is None else p["progress"]
     return NotebookParams(experiment, p["budget"], p["scale"], effective, p["seed"], device,
                           p["storage"], results_dir, progress, run_dir, {n: params[n] for n in extras})
 
@@ -283,6 +283,7 @@ PALETTE = {
     "dense": "#000000",                # the dense reference model
     "LS ranking": "#0173b2",           # candidates ranked by LS distance (LSH)
     "loss ranking": "#de8f05",         # candidates ranked by validation loss
+    "full training": "#cc78bc",        # the loss-based full-training search (Fig. 3 right)
     "authors' pick": "#029e73",        # the authors' best sparse configuration (Table 1)
     "Selfish-RNN default": "#d55e00",  # the Selfish-RNN default sparse configuration
     "paper": "#949494",                # a number the paper reports

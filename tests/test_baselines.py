@@ -215,6 +215,13 @@ def test_claims_computed_in_our_numbers():
     assert claim.set_index("model")["holds"].to_dict() == {"lstm": True, "rhn": False}
     missing = rows.assign(test_ppl=[80.0, 72.0, None, 60.0, 59.0, 58.0])
     assert B.table1_claim(missing).set_index("model")["holds"].to_dict() == {"lstm": False, "rhn": True}
+    # Replayed: the LSH mean's interval decides against the better of the two others.
+    replayed = rows.assign(ci95=[0.0, 0.0, 1.0, 0.0, 0.0, 0.6])
+    assert B.table1_claim(replayed).set_index("model")["state"].to_dict() == {"lstm": "holds",
+                                                                              "rhn": "is inconclusive"}
+    worse = replayed.assign(test_ppl=[80.0, 72.0, 75.0, 60.0, 59.0, 59.5], ci95=[0, 0, 1.0, 0, 0, 0.0])
+    assert B.table1_claim(worse).set_index("model")["state"].to_dict() == {"lstm": "does not hold",
+                                                                           "rhn": "is inconclusive"}
 
     frame = pd.DataFrame({
         "method": ["LSH (TPE, LS ranking)", "TPE (loss ranking)", "Selfish-RNN default"] * 2 + ["dense"],

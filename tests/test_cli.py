@@ -110,7 +110,7 @@ def test_notebooks_command_runs_them_and_writes_an_index(tmp_path):
 def test_help_notebook_lists_each_parameter_with_its_type(capsys):
     assert main(["notebooks", "--help-notebook", "table2"]) == 0  # types inferred from the defaults
     text = capsys.readouterr().out
-    assert 'budget: str = "smoke"' in text and "seed: int = 0" in text and 'source: str = "train"' in text
+    assert 'budget: str = "low"' in text and "seed: int = 0" in text and 'source: str = "atlas"' in text
     assert "repeats: None or a value = None" in text
     assert "samplers: list = [" in text and "storage: None or a value = None" in text
     assert main(["notebooks", "--help-notebook", "00_walkthrough"]) == 0  # the parameters cell's annotations

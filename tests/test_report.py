@@ -1,5 +1,7 @@
+import io
 import math
 import struct
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -116,10 +118,19 @@ def test_notebook_parameters_keep_only_plain_data():
     assert notebook_parameters(namespace) == {"budget": "low", "seed": 1, "storage": None, "samplers": ["tpe"]}
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_quiet_rule(monkeypatch):
-    for var in ("CI", "PYTEST_VERSION", "PYTEST_CURRENT_TEST"):
+    for var in ("CI", "PYTEST_VERSION", "PYTEST_CURRENT_TEST", "JPY_SESSION_NAME"):
         monkeypatch.delenv(var, raising=False)
     assert not quiet()
+    # Headless (papermill, a pipe): no bars, which would be saved frozen; in a terminal: bars.
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert validate("fig1").progress is False
+    monkeypatch.setattr(sys, "stderr", _Terminal())
     assert validate("fig1").progress is True
     monkeypatch.setenv("CI", "false")
     assert not quiet()
