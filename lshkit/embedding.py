@@ -28,6 +28,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from lshkit.env import small_matrix_blas
+
 EMBEDDINGS = ("pca", "tsne", "raw")
 SPACES = EMBEDDINGS + ("same_epoch",)
 DISTANCES = ("l2", "cos")
@@ -273,12 +275,13 @@ def ls_space(
     keep = {
         cid: np.isfinite(h).all(axis=1) & bool(np.isfinite(h[-1]).all()) for cid, h in rows.items()
     }
-    if fit == "candidate" and embedding != "raw":  # the raw LS is fitted to nothing
-        fits = {cid: _fit(ref, {cid: h}, {cid: keep[cid]}, embedding, n_components, random_state)
-                for cid, h in rows.items()}
-        return LSSpace(embedding, np.full((1, n_components), np.nan),
-                       {cid: f[1][cid] for cid, f in fits.items()}, {cid: f[0] for cid, f in fits.items()})
-    reference_point, points = _fit(ref, rows, keep, embedding, n_components, random_state)
+    with small_matrix_blas():
+        if fit == "candidate" and embedding != "raw":  # the raw LS is fitted to nothing
+            fits = {cid: _fit(ref, {cid: h}, {cid: keep[cid]}, embedding, n_components, random_state)
+                    for cid, h in rows.items()}
+            return LSSpace(embedding, np.full((1, n_components), np.nan),
+                           {cid: f[1][cid] for cid, f in fits.items()}, {cid: f[0] for cid, f in fits.items()})
+        reference_point, points = _fit(ref, rows, keep, embedding, n_components, random_state)
     return LSSpace(embedding, reference_point, points)
 
 

@@ -239,3 +239,23 @@ def test_candidate_fit_is_one_embedding_per_candidate():
     assert one == pytest.approx(np.linalg.norm(a[0] - ref))
     with pytest.raises(ValueError, match="'joint'"):
         ls_space(ref, {"a": a}, fit="together")
+
+
+def test_the_ls_space_factorises_on_one_blas_thread(monkeypatch):
+    """Its matrices have a few dozen rows: beside a busy neighbour, OpenBLAS's threads made each
+    replay about 9x slower (benchmarks/embedding_threads.py), so ls_space runs on one."""
+    from threadpoolctl import threadpool_info
+
+    import lshkit.embedding as emb
+
+    seen = []
+    real = emb.LSEmbedding.fit_transform
+
+    def spy(self, X, y=None):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(self, X, y)
+
+    monkeypatch.setattr(emb.LSEmbedding, "fit_transform", spy)
+    rng = np.random.default_rng(0)
+    emb.ls_space(rng.normal(size=8), {"a": rng.normal(size=(3, 8)), "b": rng.normal(size=(3, 8))}, fit="candidate")
+    assert seen == [{1}, {1}]
