@@ -1,6 +1,8 @@
 """Rank correlations of early signals with final perplexity, with bootstrap intervals."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,6 +130,12 @@ def test_time_to_target_summary_counts_never_as_infinitely_long():
     assert out.loc["LSH", "reached"] == pytest.approx(2 / 3) and out.loc["full training", "reached"] == 1.0
     assert out.loc["LSH", "median_seconds"] == 20.0 and out.loc["full training", "speedup"] == 1.0
     assert out.loc["LSH", "speedup"] == pytest.approx(10.0)
+    # The top percentile of a method that sometimes never got there is "never", not undefined.
+    never = frame.assign(seconds=frame.seconds.where(frame.method == "full training", np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no "invalid value" on the way
+        out = time_to_target_summary(never, n_boot=100).set_index("method")
+    assert out.loc["LSH", "p97.5_seconds"] == np.inf and out.loc["LSH", "reached"] == 0.0
     with pytest.raises(ValueError, match="baseline"):
         time_to_target_summary(frame, baseline="grid")
 
