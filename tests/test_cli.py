@@ -112,7 +112,7 @@ def test_help_notebook_lists_each_parameter_with_its_type(capsys):
     text = capsys.readouterr().out
     assert 'budget: str = "low"' in text and "seed: int = 0" in text and 'source: str = "atlas"' in text
     assert "repeats: None or a value = None" in text
-    assert "samplers: list = [" in text and "storage: None or a value = None" in text
+    assert "rankings: list = [" in text and "storage: None or a value = None" in text
     assert main(["notebooks", "--help-notebook", "00_walkthrough"]) == 0  # the parameters cell's annotations
     assert "storage: Optional[str] = None" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
