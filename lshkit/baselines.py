@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from lshkit import paper
-from lshkit.checks import check_int, check_number, check_positive_int, check_ratio, list_of
+from lshkit.checks import check_int, check_number, check_positive_int, check_ratios
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.env import auto_progress, resolve_device
@@ -315,7 +315,7 @@ def robustness(base: SearchConfig, out, *, sparsities=None, repeats: int = 1, st
     check_positive_int("repeats", repeats)
     if sparsities is None:
         sparsities = SMOKE_SPARSITIES if base.budget == "smoke" else ROBUSTNESS_SPARSITIES
-    list_of(check_ratio, what="pruning ratios in [0, 1)")("sparsities", sparsities)
+    check_ratios("sparsities", sparsities)
     dev = resolve_device(device)
     grid = {"sparsity": list(sparsities), "ranking": ["ls", "loss"]}
     for combination in expand(grid):  # every search checked before anything trains

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_choice", "check_int", "check_positive_int", "check_number", "check_ratio", "optional", "list_of"]
+__all__ = ["check_choice", "check_int", "check_positive_int", "check_number", "check_ratio", "check_ratios", "optional", "list_of"]
 
 
 def check_choice(name: str, value, valid) -> None:
@@ -64,3 +64,7 @@ def list_of(check, *, what: str, distinct: bool = False):
         for i, value in enumerate(values):
             check(f"{name}[{i}]", value)
     return checked
+
+
+#: A non-empty list of pruning ratios (Fig. 3 left's sparsities).
+check_ratios = list_of(check_ratio, what="pruning ratios in [0, 1)")
