@@ -34,6 +34,7 @@ from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import SearchConfig
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching
+from lshkit.sweep import summarise
 
 __all__ = ["AtlasRunner", "atlas_config", "grid_optimum", "replay", "replay_many", "replay_sweep", "replay_time_to_target"]
 
@@ -210,9 +211,9 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     frame = pd.DataFrame(rows)
     if out is not None:
         write_csv(Path(out) / "replays.csv", frame)
-        ppl = frame.test_ppl.dropna()
-        half = 1.96 * ppl.std(ddof=1) / math.sqrt(len(ppl)) if len(ppl) > 1 else math.nan
-        write_json(done, {**key, "test_ppl_mean": float(ppl.mean()) if len(ppl) else None, "test_ppl_ci95": half,
+        test = summarise(frame.assign(replays="all"), "replays").iloc[0]  # the tables' Student-t interval
+        write_json(done, {**key, "test_ppl_mean": float(test["mean"]) if test.n else None,
+                          "test_ppl_ci95": float(test.ci95),
                           "selected_none": int(frame.test_ppl.isna().sum()),
                           "wall_seconds": time.perf_counter() - start})
     return frame
