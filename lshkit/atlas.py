@@ -28,6 +28,13 @@ worker): never on build order, worker count, or which other candidates exist. Ea
 its own small file set under ``<root>/<name>/`` (``record.json`` written last, so its presence
 marks a finished candidate); a build skips what exists, so a killed build resumes and an atlas can
 be completed over several sittings.
+
+The masks' graphs (:func:`record_graphs`, ``python -m lshkit atlas graphs``) are an addition
+taken after the build: every sparse candidate is retrained with its configuration and seed up to
+a chosen epoch, its mask hashes checked against its record (so the masks are the recorded ones),
+and the masks' spectral gap and graph properties at epoch 0 and after every epoch written to
+``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.predictors`) and
+the spectral-gap ranking (``ranking="gap"``) of a replayed search.
 """
 from __future__ import annotations
 
@@ -48,14 +55,15 @@ import pandas as pd
 from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_json
 
-__all__ = ["AtlasSpec", "Atlas", "build_atlas", "atlas_status", "load_atlas", "candidate_name",
-           "ATLAS_ROOT", "CONVENTIONS"]
+__all__ = ["AtlasSpec", "Atlas", "build_atlas", "record_graphs", "graph_candidate", "atlas_status",
+           "load_atlas", "candidate_name", "ATLAS_ROOT", "CONVENTIONS"]
 
 #: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
 ATLAS_ROOT = Path("results") / "atlas"
 #: Both LS conventions are recorded (:func:`lshkit.ls.model_spectrum`).
 CONVENTIONS = ("paper", "full")
 _SPEC_FILE = "atlas.json"
+_GRAPHS_FILE = "graphs.json"
 # The space's dimensions in one fixed order (names, grids and the samplers' draws depend on it,
 # and a spec read back from JSON has its keys sorted).
 _ORDER = ("sparse_init", "growth", "death", "redistribution", "death_rate")
@@ -319,16 +327,52 @@ def _init_worker(data_dir):
     _WORKER["corpora"] = {}
 
 
-def _build_one(job) -> str:
+def _corpus(spec: AtlasSpec):
     from lshkit.data import load_corpus
 
-    spec_json, params, seed, folder = job
-    spec = AtlasSpec.from_json(spec_json)
     name = spec.train_config().dataset
     if name not in _WORKER["corpora"]:
         _WORKER["corpora"][name] = load_corpus(name, root=_WORKER["data_dir"])
-    _save(Path(folder), train_candidate(spec, params, seed, _WORKER["corpora"][name]))
+    return _WORKER["corpora"][name]
+
+
+def _build_one(job) -> str:
+    spec_json, params, seed, folder = job
+    spec = AtlasSpec.from_json(spec_json)
+    _save(Path(folder), train_candidate(spec, params, seed, _corpus(spec)))
     return Path(folder).name
+
+
+def _graph_one(job) -> str:
+    spec_json, folder, epochs = job
+    spec = AtlasSpec.from_json(spec_json)
+    write_json(Path(folder) / _GRAPHS_FILE,
+               graph_candidate(spec, read_json(Path(folder) / "record.json"), _corpus(spec), epochs))
+    return Path(folder).name
+
+
+def _run_jobs(work, todo: list, workers: int, data_dir, desc: str, progress: bool | None) -> list[str]:
+    """``work(job)`` for every job of ``todo`` in ``workers`` processes of one torch thread each
+    (``spawn``, so a worker's state never depends on the parent's); returns the names done."""
+    from tqdm.auto import tqdm
+
+    from lshkit.train import auto_progress
+
+    progress = auto_progress() if progress is None else progress
+    done = []
+    with tqdm(total=len(todo), desc=desc, unit="candidate", disable=not progress) as bar:
+        if workers == 1:
+            _init_worker(data_dir)
+            for job in todo:
+                done.append(work(job))
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_init_worker, initargs=(data_dir,)) as pool:
+                for name in pool.imap_unordered(work, todo):
+                    done.append(name)
+                    bar.update()
+    return done
 
 
 def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, limit: int | None = None,
@@ -336,10 +380,6 @@ def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, 
     """Train every candidate of ``spec`` not yet in ``root`` (default ``results/atlas/<scale>``)
     in ``workers`` processes of one torch thread each; returns the names built. ``limit``: build
     at most that many this time (the rest another time)."""
-    from tqdm.auto import tqdm
-
-    from lshkit.train import auto_progress
-
     check_positive_int("workers", workers)
     if limit is not None:
         check_positive_int("limit", limit)
@@ -348,22 +388,78 @@ def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, 
     todo = [(spec.to_json(), p, s, str(root / candidate_name(p, s))) for p, s in spec.candidates()
             if not (root / candidate_name(p, s) / "record.json").exists()]
     todo = todo[:limit] if limit is not None else todo
-    progress = auto_progress() if progress is None else progress
-    built = []
-    bar = tqdm(total=len(todo), desc=f"atlas {spec.scale}", unit="candidate", disable=not progress)
-    with bar:
-        if workers == 1:
-            _init_worker(data_dir)
-            for job in todo:
-                built.append(_build_one(job))
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(data_dir,)) as pool:
-                for name in pool.imap_unordered(_build_one, todo):
-                    built.append(name)
-                    bar.update()
-    return built
+    return _run_jobs(_build_one, todo, workers, data_dir, f"atlas {spec.scale}", progress)
+
+
+# ------------------------------------------------------------------------------ the masks' graphs
+
+
+def _last_good_epoch(record: dict) -> int:
+    last = record["epochs"][-1]
+    return last["epoch"] - 1 if last["failed"] else last["epoch"]
+
+
+def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="cpu") -> dict:
+    """Retrain the sparse atlas candidate of ``record`` (its configuration and seed) up to epoch
+    ``epochs`` (or its last) and take its masks' spectral gap and graph properties
+    (:class:`lshkit.tracking.GraphCallback`) at epoch 0 and after every epoch, where the atlas
+    took its mask hashes. Every hash must equal the recorded one, or the retraining did not
+    reproduce the atlas (other code or library versions): an error naming the candidate and epoch.
+    Returns what ``graphs.json`` holds: ``name``, ``epochs`` (one row per epoch) and ``versions``."""
+    from lshkit.dst import SparseConfig
+    from lshkit.tracking import GraphCallback
+    from lshkit.train import Trainer, TrainingDiverged
+
+    name = record["name"]
+    if record["params"] is None:
+        raise ValueError(f"atlas candidate {name!r} is dense: it has no masks")
+    check_positive_int("epochs", epochs)
+    stored = record["epochs"]
+    last = min(epochs, _last_good_epoch(record))
+    trainer = Trainer(spec.train_config(record["seed"]), corpus,
+                      SparseConfig.from_dict(record["sparse_config"]), device=device, progress=False)
+    rows = []
+
+    def take(trainer, rec):
+        GraphCallback(properties=True)(trainer, rec)
+        digest, expected = _mask_hash(trainer), stored[rec["epoch"]]["mask_hash"]
+        if digest != expected:
+            raise RuntimeError(f"retraining atlas candidate {name!r} gave other masks at epoch "
+                               f"{rec['epoch']} (hash {digest}, recorded {expected}): the atlas was "
+                               "built with other code or library versions")
+        keys = [k for k in rec if k == "density" or k.startswith(("rnn.", "gap_")) or
+                k in ("ramanujan_layers", "layers")]
+        rows.append({"epoch": rec["epoch"], "mask_hash": digest, **{k: rec[k] for k in keys}})
+
+    trainer.record_initial([take])
+    while trainer.epoch < last:
+        try:
+            trainer.train_epoch([take])
+        except TrainingDiverged:
+            break  # the record says so too; the epochs before it stand
+    return {"name": name, "epochs": rows, "versions": versions()}
+
+
+def record_graphs(root, epochs: int, *, workers: int = 1, data_dir=None, limit: int | None = None,
+                  progress: bool | None = None) -> list[str]:
+    """Take the masks' graphs (:func:`graph_candidate`) of every sparse candidate of the atlas at
+    ``root`` whose ``graphs.json`` stops before epoch ``epochs``; returns the names done. Each
+    candidate's file is written when it finishes, so a killed run resumes."""
+    check_positive_int("epochs", epochs)
+    check_positive_int("workers", workers)
+    if limit is not None:
+        check_positive_int("limit", limit)
+    atlas = load_atlas(root)
+    todo = []
+    for name, rec in atlas.records.items():
+        if rec["params"] is None:
+            continue
+        want = min(epochs, _last_good_epoch(rec))
+        path = atlas.root / name / _GRAPHS_FILE
+        if not path.exists() or read_json(path)["epochs"][-1]["epoch"] < want:
+            todo.append((atlas.spec.to_json(), str(atlas.root / name), epochs))
+    todo = todo[:limit] if limit is not None else todo
+    return _run_jobs(_graph_one, todo, workers, data_dir, f"mask graphs to epoch {epochs}", progress)
 
 
 # ------------------------------------------------------------------------------ load
@@ -372,12 +468,14 @@ def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, 
 @dataclass
 class Atlas:
     """A loaded atlas: ``spec``, ``records`` (name -> record.json), ``timing`` (name ->
-    timing.json) and the LS arrays on demand (:meth:`ls`)."""
+    timing.json), ``graphs`` (name -> graphs.json, where taken) and the LS arrays on demand
+    (:meth:`ls`)."""
 
     root: Path
     spec: AtlasSpec
     records: dict
     timing: dict
+    graphs: dict = field(default_factory=dict)
     _ls: dict = field(default_factory=dict, repr=False)
 
     def name(self, params: dict | None, seed: int) -> str:
@@ -399,6 +497,24 @@ class Atlas:
             with np.load(self.root / name / "ls.npz") as data:
                 self._ls[name] = {c: data[c] for c in CONVENTIONS}
         return self._ls[name][convention]
+
+    def graph(self, name: str, epoch: int) -> dict:
+        """The masks' graph row of candidate ``name`` at ``epoch`` (:func:`graph_candidate`); a
+        clear error if it was not taken."""
+        rows = self.graphs.get(name, {}).get("epochs", [])
+        if epoch >= len(rows):
+            taken = f"up to epoch {len(rows) - 1}" if rows else "not at all"
+            raise KeyError(f"the atlas at {self.root} has the mask graphs of {name!r} {taken}; epoch "
+                           f"{epoch} is asked for: take them with `python -m lshkit atlas graphs "
+                           f"--root {self.root} --epochs {epoch}`")
+        return rows[epoch]
+
+    def graph_epochs(self) -> pd.DataFrame:
+        """One row per sparse candidate-epoch whose mask graphs were taken: name, seed, the
+        configuration, epoch, spectral gap summary and graph properties."""
+        rows = [{"name": name, "seed": self.records[name]["seed"], **self.records[name]["params"], **row}
+                for name, g in self.graphs.items() for row in g["epochs"]]
+        return pd.DataFrame(rows).drop(columns="mask_hash") if rows else pd.DataFrame()
 
     def epochs(self) -> pd.DataFrame:
         """One row per candidate-epoch: name, seed, the configuration (NaN for the dense model),
@@ -449,13 +565,15 @@ def load_atlas(root) -> Atlas:
         raise FileNotFoundError(f"no atlas at {root} (no {_SPEC_FILE}); build one with "
                                 "`python -m lshkit atlas build`")
     spec = AtlasSpec.from_dict(read_json(root / _SPEC_FILE))
-    records, timing = {}, {}
+    records, timing, graphs = {}, {}, {}
     for p, s in spec.candidates():
         name = candidate_name(p, s)
         if (root / name / "record.json").exists():
             records[name] = read_json(root / name / "record.json")
             timing[name] = read_json(root / name / "timing.json")
-    return Atlas(root, spec, records, timing)
+            if (root / name / _GRAPHS_FILE).exists():
+                graphs[name] = read_json(root / name / _GRAPHS_FILE)
+    return Atlas(root, spec, records, timing, graphs)
 
 
 def atlas_status(root) -> dict:

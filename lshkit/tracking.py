@@ -12,7 +12,8 @@
   :func:`sample_effect_claim` checks its claim (K changes the LS by at most 0.08, an
   order of magnitude less than the gap between the pruned models).
 - :func:`ls_tokens` and :class:`LSCallback`: the LS inputs from the validation split and
-  the per-epoch LS as a :class:`~lshkit.train.Trainer` callback, for any training loop.
+  the per-epoch LS as a :class:`~lshkit.train.Trainer` callback, for any training loop;
+  :class:`GraphCallback` does the same for the masks' spectral gap and graph properties.
 
 Every function returns tidy pandas frames; notebooks only save and plot them.
 """
@@ -33,10 +34,11 @@ from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.data import batchify
 from lshkit.dst import SparseConfig
 from lshkit.embedding import LSEmbedding
+from lshkit.graph import gap_summary, mask_graph_features
 from lshkit.ls import CONVENTIONS, model_spectrum
 from lshkit.train import Trainer, TrainConfig
 
-__all__ = ["ls_tokens", "LSCallback", "train_variants", "track_training", "early_ordering",
+__all__ = ["ls_tokens", "LSCallback", "GraphCallback", "train_variants", "track_training", "early_ordering",
            "ls_sample_effect", "sample_effect_table", "paper_table3", "sample_effect_claim",
            "SPECTRUM_OPTIONS", "STATS", "DISTANCE_COLUMNS", "ORDER_OF_MAGNITUDE"]
 
@@ -135,6 +137,27 @@ def _check_epochs(epochs, cfg: TrainConfig) -> None:
     if epochs > cfg.epochs:
         raise ValueError(f"epochs={epochs} is past TrainConfig.epochs={cfg.epochs}, where the DST "
                          f"schedule ends; set train_cfg.epochs >= {epochs}")
+
+
+
+@dataclass
+class GraphCallback:
+    """Trainer callback ``cb(trainer, record)`` adding the masks' spectral-gap summary
+    (:func:`lshkit.graph.gap_summary`: ``gap_min``, ``gap_mean``, ``ramanujan_layers``,
+    ``layers``) to the epoch record, with ``properties`` also every hidden-to-hidden graph
+    property (:func:`lshkit.graph.mask_graph_features`), and the process CPU seconds it took as
+    ``gap_seconds``. The masks are those the epoch was trained and evaluated with, before its
+    prune/regrow. A dense model has no masks to read: an error."""
+
+    properties: bool = False
+
+    def __call__(self, trainer, record: dict) -> None:
+        if trainer.sparsity is None:
+            raise ValueError("GraphCallback needs a sparse model; this trainer trains a dense one")
+        start = time.process_time()
+        masks = trainer.sparsity.masks
+        record.update(mask_graph_features(masks) if self.properties else gap_summary(masks))
+        record["gap_seconds"] = time.process_time() - start
 
 
 def train_variants(train_cfg: TrainConfig, corpus, variants: dict, *, epochs: int, seed: int = 0,
