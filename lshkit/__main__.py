@@ -21,7 +21,7 @@ from lshkit.paper import TABLE1_MODELS as MODELS  # the search's models; lshkit.
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = ("smoke", "low", "moderate", "high")
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
-RANKINGS = ("ls", "loss")
+RANKINGS = ("ls", "loss", "gap")
 EMBEDDINGS = ("pca", "tsne", "raw", "same_epoch")
 DISTANCES = ("l2", "cos")
 EMBEDDING_FITS = ("candidate", "joint")
@@ -59,7 +59,8 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                         "Default: %(default)s")
     g.add_argument("--ranking", choices=RANKINGS, default="ls",
                    help="ls: distance to the dense reference in the LS space (LSH); loss: validation "
-                        "loss (the paper's baseline). Default: %(default)s")
+                        "loss (the paper's baseline); gap: the masks' smallest spectral gap, larger "
+                        "first (arXiv 2403.11100). Default: %(default)s")
     g.add_argument("--embedding", choices=EMBEDDINGS, default="pca",
                    help="LS space (paper App. B): pca (2-D), tsne, raw LS, or same_epoch (plain L2 to "
                         "the reference at the same epoch, the authors' code). Default: %(default)s")
@@ -164,8 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "atlas", help="build the tabulated atlas of candidates, or say how far it is",
         description="Train every candidate of the atlas space once, recording every epoch "
                     "(lshkit.atlas); a build skips finished candidates, so a killed one resumes.")
-    p.add_argument("action", choices=("build", "status"), help="build: train what is missing; status: "
-                   "what is done, what is missing, measured seconds per candidate")
+    p.add_argument("action", choices=("build", "status", "graphs"), help="build: train what is missing; "
+                   "status: what is done, what is missing, measured seconds per candidate; graphs: "
+                   "retrain the sparse candidates up to --epochs and record their masks' spectral gap "
+                   "and graph properties per epoch (for the predictor shoot-out and --ranking gap)")
+    p.add_argument("--epochs", type=int, default=5,
+                   help="graphs: the last epoch whose masks are recorded. Default: %(default)s")
     p.add_argument("--scale", choices=ATLAS_SCALES, default="atlas",
                    help="TrainConfig preset of the candidates. Default: %(default)s")
     p.add_argument("--root", default=None, help="atlas folder. Default: results/atlas/<scale>")
@@ -197,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="first seed. Default: %(default)s")
     g.add_argument("--out", required=True, help="results folder: seed-<k>/ per repeat, replays.csv, summary.json")
     g.add_argument("--no-repeat-files", action="store_true", help="write replays.csv and summary.json only")
+    g.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the repeats (same results for any number). Default: %(default)s")
     p = parser.commands["notebooks"] = sub.add_parser(
         "notebooks", help="run every notebook at one budget and write an index of what each produced",
         description="Every notebook in notebooks/ run headless with papermill at --budget; the executed "
@@ -343,10 +350,18 @@ def _atlas(args, command) -> int:
         return 0
     try:
         spec = atlas.AtlasSpec(scale=args.scale)
-        if args.workers < 1 or (args.limit is not None and args.limit < 1):
-            raise ValueError(f"--workers={args.workers} and --limit={args.limit} must be positive")
-    except ValueError as err:
+        if args.workers < 1 or (args.limit is not None and args.limit < 1) or args.epochs < 1:
+            raise ValueError(f"--workers={args.workers}, --limit={args.limit} and --epochs={args.epochs} "
+                             "must be positive")
+        if args.action == "graphs":
+            atlas.load_atlas(root)
+    except (FileNotFoundError, ValueError) as err:
         command.error(str(err))
+    if args.action == "graphs":
+        done = atlas.record_graphs(root, args.epochs, workers=args.workers, data_dir=args.data_dir,
+                                   limit=args.limit, progress=False if args.quiet else None)
+        print(f"recorded the mask graphs of {len(done)} candidate(s) up to epoch {args.epochs} in {root}")
+        return 0
     built = atlas.build_atlas(spec, root, workers=args.workers, data_dir=args.data_dir, limit=args.limit,
                               progress=False if args.quiet else None)
     print(f"built {len(built)} candidate(s) into {root}")
@@ -362,7 +377,7 @@ def _replay(args, command) -> int:
     try:
         atlas = load_atlas(args.atlas)
         frame = replay_many(atlas, args.out, repeats=args.repeats, first_seed=args.seed,
-                            write_repeats=not args.no_repeat_files, **fields)
+                            write_repeats=not args.no_repeat_files, workers=args.workers, **fields)
     except (FileNotFoundError, ValueError, KeyError) as err:
         command.error(str(err).strip('"'))
     ppl = frame.test_ppl

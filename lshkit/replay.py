@@ -2,7 +2,9 @@
 
 :class:`AtlasRunner` is a :class:`~lshkit.search.runner.Runner` whose "training" of a candidate
 for E epochs is a read of its next E recorded epochs, and whose clock advances by their recorded
-CPU seconds (training and evaluation, plus the LS where the ranking needs it), as Syne Tune's
+CPU seconds (training and evaluation, plus the LS where the ranking needs it; the spectral gap
+of ``ranking="gap"``, read from the masks' graphs the atlas took (:func:`lshkit.atlas.record_graphs`),
+costs too little to count), as Syne Tune's
 simulator backend does with tabulated benchmarks. The LSH loop, the loss-based baseline, grid,
 random, TPE, ATPE, BOHB and Hyperband run unchanged on it. A replay equals the real search with
 the same seed because a candidate's record depends on its configuration and training seed alone
@@ -20,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -83,7 +86,7 @@ class AtlasRunner(Runner):
                              f"{bad}); build the search with lshkit.replay.atlas_config")
         self.description = {"runner": "atlas", "atlas": str(atlas.root), "train_seed": self.train_seed,
                             "clock": "recorded CPU seconds of the epochs consumed (train + eval + LS "
-                                     "where ranked by LS)"}
+                                     "where ranked by LS; a spectral gap's 0.1-0.2 s are not counted)"}
 
     def run(self, specs: dict[str, dict], desc: str) -> dict[str, dict]:
         return {key: self._unit(spec) for key, spec in specs.items()}
@@ -99,9 +102,9 @@ class AtlasRunner(Runner):
             result["key"] = self.atlas.name(None, self.train_seed)
             return result
         return self._read(spec["params"], spec["from"], spec["epochs"], spec["ls"],
-                          final=spec["kind"] == "final")
+                          final=spec["kind"] == "final", with_gap=spec.get("gap", False))
 
-    def _read(self, params, start: int, stop: int, with_ls: bool, final: bool) -> dict:
+    def _read(self, params, start: int, stop: int, with_ls: bool, final: bool, with_gap: bool = False) -> dict:
         record = self.atlas.record(params, self.train_seed)
         name = record["name"]
         timing = self.atlas.timing[name]["epochs"]
@@ -126,6 +129,9 @@ class AtlasRunner(Runner):
             if with_ls:
                 rec["ls"] = ls[e].astype(np.float64).tolist()
                 rec["ls_seconds"] = t[f"ls_{convention}_cpu_seconds"]
+            if with_gap:
+                graph = self.atlas.graph(name, e)
+                rec.update(gap_min=graph["gap_min"], gap_mean=graph["gap_mean"])
             records.append(rec)
         result = {"status": status, "reason": reason, "records": records, "resumed_from": start}
         if final and status == "ok":
@@ -188,15 +194,29 @@ def _finished(folder: Path, atlas: Atlas, repeats: int, first_seed: int, fields:
     return {k: previous.get(k) for k in key} == key
 
 
+_ATLASES = {}
+
+
+def _replay_row(job) -> dict:
+    """One repeat of :func:`replay_many` (in a worker process: the atlas read once per process)."""
+    root, target, fields, seed = job
+    if root not in _ATLASES:
+        _ATLASES[root] = load_atlas(root)
+    return _row(replay(_ATLASES[root], target, **{**fields, "seed": seed}), seed)
+
+
 def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, first_seed: int = 0,
-                write_repeats: bool = True, **fields) -> pd.DataFrame:
+                write_repeats: bool = True, workers: int = 1, **fields) -> pd.DataFrame:
     """``repeats`` replays of one search with seeds ``first_seed ..``; one row per repeat
     (selection, its perplexities, simulated seconds, decision seconds). With ``out``: each
     repeat's tidy files under ``out/seed-<k>/`` (``write_repeats``), ``replays.csv`` and
     ``summary.json`` (mean and 95% interval of the test perplexity, configuration); a finished
-    ``out`` with the same atlas, fields and seeds is read back instead of replayed again."""
+    ``out`` with the same atlas, fields and seeds is read back instead of replayed again.
+    ``workers``: processes sharing the repeats (a repeat depends on its seed alone, so the rows
+    are the same for any number)."""
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
+    check_int("workers", workers, low=1)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     atlas_config(atlas, **{**fields, "seed": first_seed})  # a bad field fails before any replay
     if out is not None and _finished(Path(out), atlas, repeats, first_seed, fields):
@@ -204,10 +224,14 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     key = _key(atlas, repeats, first_seed, fields)
     done = Path(out) / "summary.json" if out is not None else None
     start = time.perf_counter()
-    rows = []
-    for k in range(first_seed, first_seed + repeats):
-        target = Path(out) / f"seed-{k}" if out is not None and write_repeats else None
-        rows.append(_row(replay(atlas, target, **{**fields, "seed": k}), k))
+    jobs = [(str(atlas.root), Path(out) / f"seed-{k}" if out is not None and write_repeats else None, fields, k)
+            for k in range(first_seed, first_seed + repeats)]
+    if workers == 1 or repeats == 1:
+        _ATLASES[str(atlas.root)] = atlas
+        rows = [_replay_row(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(min(workers, repeats)) as pool:
+            rows = pool.map(_replay_row, jobs, chunksize=1)
     frame = pd.DataFrame(rows)
     if out is not None:
         write_csv(Path(out) / "replays.csv", frame)
@@ -220,7 +244,7 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
 
 
 def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 100, first_seed: int = 0,
-                 progress: bool = False, committed=None, **fields) -> pd.DataFrame:
+                 progress: bool = False, committed=None, workers: int = 1, **fields) -> pd.DataFrame:
     """Every combination of ``axes`` (a field name -> its values, e.g. ``{"sampler": [...],
     "ranking": ["ls", "loss"]}``) replayed ``repeats`` times with :func:`replay_many`, each
     combination in its own folder under ``out`` (read back when finished). Grid search replays
@@ -228,7 +252,8 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
     seed (the training seed is the atlas's).
     One row per replay, with the axes' values as columns. ``committed``: another folder laid out
     like ``out`` whose finished cells are read (never written) before any is replayed, such as the
-    replays committed beside a notebook's results, which CI reads instead of recomputing them."""
+    replays committed beside a notebook's results, which CI reads instead of recomputing them.
+    ``workers``: processes sharing each combination's repeats (:func:`replay_many`)."""
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     names = list(axes)
     combos = list(itertools.product(*(axes[n] for n in names)))
@@ -241,7 +266,8 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
         folder = Path(out) / name
         if committed is not None and _finished(Path(committed) / name, atlas, n, first_seed, {**fields, **cell}):
             folder = Path(committed) / name
-        frame = replay_many(atlas, folder, repeats=n, first_seed=first_seed, write_repeats=False, **fields, **cell)
+        frame = replay_many(atlas, folder, repeats=n, first_seed=first_seed, write_repeats=False,
+                            workers=workers, **fields, **cell)
         frames.append(frame.assign(**{k: v for k, v in cell.items() if k not in frame}))
     return pd.concat(frames, ignore_index=True)
 

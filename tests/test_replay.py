@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import SPEC
-from lshkit.atlas import AtlasSpec, atlas_status, build_atlas, candidate_name, load_atlas
+from lshkit.atlas import AtlasSpec, atlas_status, build_atlas, candidate_name, graph_candidate, load_atlas
 from lshkit.baselines import full_training_search
 from lshkit.replay import (AtlasRunner, atlas_config, grid_optimum, replay, replay_many, replay_sweep,
                            replay_time_to_target)
@@ -63,7 +63,8 @@ def test_atlas_of_another_spec_is_refused(atlas_dir):
 
 
 @pytest.mark.parametrize("fields", [dict(sampler="grid", ranking="ls", pool=4),
-                                    dict(sampler="tpe", ranking="loss", pool=6)])
+                                    dict(sampler="tpe", ranking="loss", pool=6),
+                                    dict(sampler="random", ranking="gap", pool=6)])
 def test_replay_equals_reality(atlas_dir, tmp_path, fields):
     atlas = load_atlas(atlas_dir)
     config = atlas_config(atlas, epochs_per_round=1, seed=0, **fields)
@@ -75,7 +76,7 @@ def test_replay_equals_reality(atlas_dir, tmp_path, fields):
     events = [pd.read_csv(tmp_path / d / "events.csv") for d in ("real", "replay")]
     pd.testing.assert_frame_equal(*events)
     epochs = [pd.read_csv(tmp_path / d / "epochs.csv") for d in ("real", "replay")]
-    cols = ["candidate", "phase", "round", "epoch", "train_loss", "valid_loss", "score", "distance"]
+    cols = ["candidate", "phase", "round", "epoch", "train_loss", "valid_loss", "score", "distance", "gap_min"]
     pd.testing.assert_frame_equal(*(e[[c for c in cols if c in e]] for e in epochs))
 
 
@@ -135,6 +136,55 @@ def test_replay_command(atlas_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lshkit", "replay", "--atlas", str(tmp_path / "none"),
                           "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no atlas at" in bad.stderr
+
+
+def test_replay_many_is_the_same_in_two_processes(atlas_dir, tmp_path):
+    fields = dict(sampler="tpe", ranking="ls", epochs_per_round=1, pool=6)
+    one = replay_many(atlas_dir, tmp_path / "one", repeats=3, **fields)
+    two = replay_many(atlas_dir, tmp_path / "two", repeats=3, workers=2, **fields)
+    pd.testing.assert_frame_equal(one.drop(columns="decision_seconds"), two.drop(columns="decision_seconds"))
+    assert filecmp.cmp(tmp_path / "one" / "seed-2" / "events.csv", tmp_path / "two" / "seed-2" / "events.csv",
+                       shallow=False)
+    with pytest.raises(ValueError, match="workers=0"):
+        replay_many(atlas_dir, None, repeats=2, workers=0, **fields)
+
+
+def test_mask_graphs_are_the_recorded_masks(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    sparse = [n for n, r in atlas.records.items() if r["params"] is not None]
+    assert sorted(atlas.graphs) == sorted(sparse)
+    frame = atlas.graph_epochs()
+    assert len(frame) == len(sparse) * 5 and sorted(frame.epoch.unique()) == [0, 1, 2, 3, 4]
+    for name in sparse:  # retraining gave the masks the atlas hashed, epoch by epoch
+        assert [r["mask_hash"] for r in atlas.graphs[name]["epochs"]] == \
+               [e["mask_hash"] for e in atlas.records[name]["epochs"]]
+    assert np.allclose(frame.density, 0.33, atol=1e-3) and frame.gap_min.notna().all()
+    assert (frame.gap_min <= frame.gap_mean + 1e-12).all()
+    # Training moves the masks (prune and regrow), and so their gaps.
+    assert frame.groupby("name").gap_mean.nunique().max() > 1
+    # A record the retraining does not reproduce is refused, naming the candidate and epoch.
+    record = dict(atlas.records[sparse[0]])
+    record["epochs"] = [dict(e) for e in record["epochs"]]
+    record["epochs"][2]["mask_hash"] = "0" * 16
+    with pytest.raises(RuntimeError, match=f"{sparse[0]}.*epoch 2"):
+        graph_candidate(atlas.spec, record, _smoke_corpus(), 3)
+    with pytest.raises(ValueError, match="dense"):
+        graph_candidate(atlas.spec, atlas.records["dense-s0"], _smoke_corpus(), 3)
+
+
+def _smoke_corpus():
+    from lshkit.data import load_corpus
+
+    return load_corpus(SPEC.train_config().dataset)
+
+
+def test_a_gap_ranking_needs_the_mask_graphs(atlas_dir, tmp_path):
+    root = tmp_path / "no-graphs"
+    shutil.copytree(atlas_dir, root)
+    for path in root.glob("*/graphs.json"):
+        path.unlink()
+    with pytest.raises(KeyError, match="mask graphs of .* not at all; epoch 1 .*atlas graphs"):
+        replay(root, sampler="random", ranking="gap", epochs_per_round=1, pool=4)
 
 
 def test_replay_many_reads_a_finished_folder_back(atlas_dir, tmp_path):

@@ -1,5 +1,5 @@
 """What defines one search (:class:`SearchConfig`): the model and scale, the budget (Table 2's
-initial pool sizes), the generator, the ranking (LS distance or validation loss), the LS space
+initial pool sizes), the generator, the ranking (LS distance, validation loss or spectral gap), the LS space
 (Appendix B), E, the LS settings (Eq. 1) and the search space."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ __all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDING
 MODELS = TABLE1_MODELS
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = {"smoke": 8, **BUDGET_POOL}
-RANKINGS = ("ls", "loss")
+RANKINGS = ("ls", "loss", "gap")
 EMBEDDINGS = emb.SPACES
 DISTANCES = emb.DISTANCES
 EMBEDDING_FITS = emb.FITS
@@ -42,7 +42,8 @@ class SearchConfig(JSONConfig):
     scale: str = "auto"                # TrainConfig preset; "auto": paper on CUDA, else cpu
     budget: str = "low"                # initial pool: smoke 8, low 24, moderate 30, high 40 (Table 2)
     sampler: str = "tpe"               # candidate generator (lshkit.samplers)
-    ranking: str = "ls"                # "ls": distance to the dense LS (LSH); "loss": the baseline
+    ranking: str = "ls"                # "ls": distance to the dense LS (LSH); "loss": the baseline;
+                                       # "gap": the masks' spectral gap (lshkit.graph, arXiv 2403.11100)
     embedding: str = "pca"             # LS space (Appendix B; lshkit.embedding.ls_space)
     distance: str = "l2"               # l2 or cos in that space
     embedding_fit: str = "candidate"   # "candidate": one fit per candidate (Appendix B); "joint": one for all

@@ -12,7 +12,10 @@
 4. Ranking ``ls``: the reference and every ranked candidate's LS history are embedded together
    (:func:`lshkit.embedding.ls_space`) and each candidate's current point is scored by its
    distance to the reference's. Ranking ``loss`` (the paper's baseline): the validation loss, and
-   no LS is computed.
+   no LS is computed. Ranking ``gap``: the smallest spectral gap of the candidate's layers
+   (:func:`lshkit.graph.gap_summary`; a larger gap ranks nearer, arXiv 2403.11100's predictor of
+   preserved accuracy), no LS either; the weakest layer decides, as a network is an expander only
+   if every layer is.
 5. Of the ``p`` ranked, ``keep_count(p)`` are kept (:mod:`lshkit.search.schedule`) and ``p // 4``
    new ones come from ``sampler.propose(p // 4, history)``, conditioned on the survivors. The
    newcomers start from epoch 0 and train ``E`` epochs in the round they join.
@@ -142,7 +145,7 @@ class LSHSearch:
         """Train every candidate of ``pool`` to ``epochs[cid]``; returns those that did not fail."""
         specs = {f"c{c.cid}-r{r}": {"kind": "train", "candidate": c.cid, "params": c.params,
                                     "from": c.epoch, "epochs": epochs[c.cid],
-                                    "ls": self.config.ranking == "ls"}
+                                    "ls": self.config.ranking == "ls", "gap": self.config.ranking == "gap"}
                  for c in pool if epochs[c.cid] > c.epoch}
         results = self.runner.run(specs, f"round {r}") if specs else {}
         live = []
@@ -162,11 +165,16 @@ class LSHSearch:
 
     def _rank(self, live: list[Candidate], r: int) -> tuple[list[Candidate], tuple]:
         """Score ``live`` (sets ``score``; annotates round ``r``'s records); returns it nearest
-        first, and the reference's 2-D point (NaN for the loss ranking)."""
+        first, and the reference's 2-D point (NaN unless ranked by LS)."""
         if not live:
             return [], (math.nan, math.nan)
         if self.config.ranking == "loss":
             scores = {c.cid: c.records[-1]["valid_loss"] for c in live}
+            ref_xy = (math.nan, math.nan)
+        elif self.config.ranking == "gap":
+            # A layer without an edge has no gap (NaN): such a candidate ranks last.
+            scores = {c.cid: -c.records[-1]["gap_min"] if math.isfinite(c.records[-1]["gap_min"]) else math.inf
+                      for c in live}
             ref_xy = (math.nan, math.nan)
         else:
             scores, ref_xy = self._rank_ls(live, r)

@@ -95,6 +95,7 @@ def _time_to_target(search, selection: float) -> float | None:
 def tables(search) -> dict[str, pd.DataFrame]:
     """The tidy records as DataFrames: epochs, rounds, events, reference."""
     names = list(search.space)
+    gaps = ("gap_min", "gap_mean") if search.config.ranking == "gap" else ()
     rows = []
     for c in search.candidates:
         for rec in c.records:
@@ -103,7 +104,7 @@ def tables(search) -> dict[str, pd.DataFrame]:
             row.update({name: c.params[name] for name in names})
             for key in ("train_loss", "valid_loss", "valid_ppl", "density", "averaging",
                         "score", "distance", "same_epoch_distance", "embed_x", "embed_y",
-                        "train_seconds", "eval_seconds", "ls_seconds"):
+                        "train_seconds", "eval_seconds", "ls_seconds") + gaps:
                 row[key] = rec.get(key, math.nan)
             # The schedule's death rate at this epoch; ``death_rate`` is the configuration's.
             row["death_rate_now"] = rec.get("death_rate", math.nan)

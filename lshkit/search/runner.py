@@ -3,17 +3,18 @@
 The loop (:mod:`lshkit.search.loop`) decides; a runner trains. A unit is a dict:
 
 - ``{"kind": "reference"}``: the dense reference, every epoch with its LS, from epoch 0;
-- ``{"kind": "train", "candidate", "params", "from", "epochs", "ls"}``: a candidate's epochs
-  ``from + 1 .. epochs`` of one round, with its LS after every epoch when ``ls`` (and at
-  epoch 0, before training, when ``from`` is 0);
+- ``{"kind": "train", "candidate", "params", "from", "epochs", "ls", "gap"}``: a candidate's
+  epochs ``from + 1 .. epochs`` of one round, with its LS after every epoch when ``ls`` (and at
+  epoch 0, before training, when ``from`` is 0) and its masks' spectral gap when ``gap``;
 - ``{"kind": "final", ...}``: the same up to ``final_epochs``, then its validation and test loss;
 - ``{"kind": "full", "candidate", "params", "target_ppl"}``: a candidate of the full-training
   search (Fig. 3 right) from scratch up to ``final_epochs``, stopping after the first epoch whose
   validation perplexity is at most ``target_ppl``; no LS.
 
 Its result: ``status`` ("ok" or "failed"), ``reason``, ``records`` (one per epoch, as
-:meth:`lshkit.train.Trainer.train_epoch` writes them, plus ``ls``, ``ls_seconds``, ``ls_info``),
-and for final units and the reference ``valid_loss`` and ``test_loss``.
+:meth:`lshkit.train.Trainer.train_epoch` writes them, plus ``ls``, ``ls_seconds``, ``ls_info``;
+with ``gap``: ``gap_min``, ``gap_mean``, ``gap_seconds``), and for final units and the reference
+``valid_loss`` and ``test_loss``.
 
 :class:`TrainingRunner` trains for real, every unit a trial of a jobs study in an Optuna storage
 (:mod:`lshkit.storage`), so processes and machines cooperate and a killed search resumes;
@@ -42,7 +43,7 @@ from lshkit.env import quiet_optuna, resolve_device
 from lshkit.io import read_json, write_json
 from lshkit.search.config import SearchConfig
 from lshkit.storage import JobQueue, default_storage_url, open_storage
-from lshkit.tracking import LSCallback, ls_tokens
+from lshkit.tracking import GraphCallback, LSCallback, ls_tokens
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference", "first_reaching"]
@@ -169,10 +170,10 @@ class TrainingRunner(Runner):
         if spec["kind"] == "full":
             return self._train(job, trainer, path, 0, self.config.final_epochs, False, until=spec["target_ppl"])
         return self._train(job, trainer, path, spec["from"], spec["epochs"], spec["ls"],
-                           final=spec["kind"] == "final")
+                           final=spec["kind"] == "final", with_gap=spec.get("gap", False))
 
     # ----------------------------------------------------------- units
-    def _train(self, job, trainer, path, start, epochs, with_ls, final=False, until=None) -> dict:
+    def _train(self, job, trainer, path, start, epochs, with_ls, final=False, until=None, with_gap=False) -> dict:
         recovered = None
         if path.exists():
             try:
@@ -191,7 +192,7 @@ class TrainingRunner(Runner):
             # Training is deterministic, so the recomputed epochs equal the lost ones.
             warnings.warn(recovered, RuntimeWarning, stacklevel=2)
         resumed_from = trainer.epoch
-        callbacks = [self.ls_callback()] if with_ls else []
+        callbacks = ([self.ls_callback()] if with_ls else []) + ([GraphCallback()] if with_gap else [])
         if with_ls and not trainer.history:
             trainer.record_initial(callbacks)  # the LS history starts at epoch 0 (Appendix B)
         status, reason = "ok", None
@@ -243,7 +244,7 @@ class TrainingRunner(Runner):
                                             load_if_exists=True, direction="minimize")
             known = {t.user_attrs.get("candidate") for t in study.get_trials(deepcopy=False)}
             distributions = search.space.to_optuna()
-            measure = "distance" if self.config.ranking == "ls" else "valid_loss"
+            measure = {"ls": "distance", "loss": "valid_loss", "gap": "gap_min"}[self.config.ranking]
             for c in search.candidates:
                 if c.cid in known:
                     continue
