@@ -216,6 +216,29 @@ def test_atpe_end_to_end():
     assert len({grid.key(p) for p in more + [o.params for o in small]}) == 8
 
 
+
+def test_atpe_shared_models_propose_what_hyperopt_would(monkeypatch):
+    # The speed-up (models read once per process) must not change a proposal: compare with
+    # hyperopt building a new optimiser per call, over two successive histories so that state
+    # left in a shared optimiser would show.
+    pytest.importorskip("hyperopt", reason="ATPE needs the optional hyperopt extra")
+    pytest.importorskip("lightgbm", reason="hyperopt's ATPE needs lightgbm")
+    from hyperopt.atpe import ATPEOptimizer
+
+    from lshkit import samplers
+
+    space = SearchSpace({"death": Categorical(DEATHS), "death_rate": Float(0.4, 0.9)})
+    history = _concentrated_history()
+    later = [Observation(o.params, o.score, not o.survived, o.step) for o in history]
+
+    def proposals():
+        sampler = make_sampler("atpe", space, seed=3)
+        return sampler.propose(4, history), sampler.propose(4, later)
+
+    shared = proposals()
+    monkeypatch.setattr(samplers, "_atpe_optimizer", lambda: ATPEOptimizer)
+    assert proposals() == shared
+
 def test_hyperband_brackets_li_et_al_table():
     # Li et al. 2018, Table 1: R = 81, eta = 3 (n_i, r_i) per bracket s = 4..0
     assert hyperband_brackets(81, eta=3) == [
