@@ -8,6 +8,10 @@ in well under a second; 100 repeats of all 10 pairs at one budget in under 10 mi
 
     python benchmarks/replay_speed.py                       # the committed atlas, budget low, 10 repeats
     python benchmarks/replay_speed.py --repeats 100 --budget high
+    python benchmarks/replay_speed.py --workers 2            # repeats shared by 2 processes
+
+With ``--workers`` above 1 the per-replay column is a replay's own wall seconds inside its worker,
+and the closing line is the wall time of all pairs with the cores shared.
 """
 from __future__ import annotations
 
@@ -27,18 +31,19 @@ def main() -> None:
     parser.add_argument("--budget", default="low", choices=("smoke", "low", "moderate", "high"))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--epochs-per-round", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing each pair's repeats")
     args = parser.parse_args()
     status = atlas_status(args.atlas)
     if not status["complete"]:
         raise SystemExit(f"the atlas at {args.atlas} is not complete ({status['done']} of {status['total']}); "
                          "build it first: python -m lshkit atlas build")
     atlas = load_atlas(args.atlas)
-    print(f"atlas {args.atlas}, budget {args.budget}, {args.repeats} repeats per pair")
+    print(f"atlas {args.atlas}, budget {args.budget}, {args.repeats} repeats per pair, {args.workers} worker(s)")
     print(f"{'sampler':10} {'ranking':7} {'replay s':>9} {'training s':>11} {'ratio':>10}")
     start = time.perf_counter()
     for sampler, ranking in PAIRS:
         frame = replay_many(atlas, None, repeats=args.repeats, sampler=sampler, ranking=ranking,
-                            budget=args.budget, epochs_per_round=args.epochs_per_round)
+                            budget=args.budget, epochs_per_round=args.epochs_per_round, workers=args.workers)
         wall, clock = frame.decision_seconds.mean(), frame.total_seconds.mean()
         print(f"{sampler:10} {ranking:7} {wall:9.3f} {clock:11.0f} {clock / wall:10.0f}")
     total = time.perf_counter() - start

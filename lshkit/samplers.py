@@ -542,7 +542,8 @@ class ATPESampler(Sampler):
     Speed (benchmarks/replay_speed.py), with the same proposals: each call runs on one thread
     (LightGBM's OpenMP and BLAS threads otherwise wait for each other on a shared machine: its
     single-row predictions took 7 ms instead of 0.6 ms beside one busy process), and the
-    optimiser's 13 LightGBM models are read from disk once per process rather than per call
+    optimiser's 13 LightGBM models are read from disk once per process rather than per call, and
+    the statistics of one history are computed once per ``propose`` rather than per draw
     (:func:`_atpe_optimizer`).
     """
 
@@ -657,19 +658,45 @@ class ATPESampler(Sampler):
 _ATPE_MODELS = []
 
 
+class _MemoScaler:
+    """One of ATPE's fitted one-feature scalers, remembering what it transformed: the same
+    statistic is scaled again at every recommendation from the same history."""
+
+    def __init__(self, scaler):
+        self.scaler, self.memo = scaler, {}
+
+    def transform(self, x):
+        key = tuple(map(tuple, x))
+        if key not in self.memo:
+            self.memo[key] = self.scaler.transform(x)
+        return self.memo[key]
+
+
 def _atpe_optimizer():
     """A factory of new ``hyperopt.atpe.ATPEOptimizer`` as ``atpe.suggest`` builds one per call,
     whose LightGBM models and scalers (read-only) are those of the first one this process built:
     each is a shallow copy with the three attributes an optimiser changes set as its constructor
-    sets them."""
+    sets them. The statistics of the history (``computeAllResultStatistics``, deterministic and
+    the same for every draw of one ``propose``) are computed once per factory and handed out
+    as copies, because the optimiser adds keys to them."""
     from hyperopt.atpe import ATPEOptimizer
 
     if not _ATPE_MODELS:
-        _ATPE_MODELS.append(ATPEOptimizer())
+        base = ATPEOptimizer()
+        base.featureScalingModels = {k: _MemoScaler(v) for k, v in base.featureScalingModels.items()}
+        _ATPE_MODELS.append(base)
+    statistics = {}
+
+    def all_result_statistics(space, results):
+        key = json.dumps([space, results], sort_keys=True, default=repr)
+        if key not in statistics:
+            statistics[key] = _ATPE_MODELS[0].computeAllResultStatistics(space, results)
+        return copy.deepcopy(statistics[key])
 
     def new():
         optimizer = copy.copy(_ATPE_MODELS[0])
         optimizer.lastATPEParameters, optimizer.lastLockedParameters, optimizer.atpeParamDetails = None, [], None
+        optimizer.computeAllResultStatistics = all_result_statistics
         return optimizer
 
     return new
