@@ -31,7 +31,7 @@ from .checks import check_choice, check_number, check_positive_int
 
 __all__ = ["as_mask", "spectral_gap", "mask_spectral_gaps", "gap_summary", "hidden_adjacency", "graph_properties",
            "mask_graph_features", "GRAPH_KINDS", "random_graph", "sample_graph_specs", "embed_graph",
-           "predict_from_properties", "PROPERTY_FEATURES", "gap_vs_accuracy"]
+           "predict_from_properties", "out_of_fold", "PROPERTY_FEATURES", "gap_vs_accuracy"]
 
 
 def as_mask(mask) -> np.ndarray:
@@ -342,15 +342,11 @@ def embed_graph(graph: nx.Graph, hidden: int, *, seed: int = 0) -> np.ndarray:
 # -- the performance predictor --------------------------------------------------------------
 
 
-def predict_from_properties(frame: pd.DataFrame, target: str, features=PROPERTY_FEATURES, *, folds: int = 5,
-                            trees: int = 300, boot: int = 2000, seed: int = 0) -> tuple[dict, pd.DataFrame]:
-    """A random forest regressor of ``target`` from graph ``features`` (as arXiv 2407.20601).
-
-    The R² is out of sample: every row is predicted by a forest fitted on the other folds
-    (``folds``-fold cross-validation, shuffled with ``seed``), and the R² of those pooled
-    predictions gets a 95% bootstrap interval over rows (``boot`` resamples). Importances are
-    the forest's impurity-based ones (mean decrease in squared error) from a fit on all rows,
-    with the spread over the trees. Returns ``(summary dict, importances frame)``."""
+def out_of_fold(frame: pd.DataFrame, target: str, features=PROPERTY_FEATURES, *, folds: int = 5,
+                trees: int = 300, seed: int = 0):
+    """Random-forest predictions of ``target`` from ``features`` in which every row is predicted by
+    a forest fitted on the other folds (``folds``-fold cross-validation, shuffled with ``seed``), so
+    no row's prediction has seen it. Returns ``(predictions, unfitted forest)``."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.model_selection import KFold, cross_val_predict
 
@@ -363,7 +359,20 @@ def predict_from_properties(frame: pd.DataFrame, target: str, features=PROPERTY_
         raise ValueError(f"{len(frame)} rows are too few for {folds}-fold cross-validation (need {2 * folds})")
     X, y = frame[features].to_numpy(float), frame[target].to_numpy(float)
     forest = RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=1)
-    predicted = cross_val_predict(forest, X, y, cv=KFold(folds, shuffle=True, random_state=seed))
+    return cross_val_predict(forest, X, y, cv=KFold(folds, shuffle=True, random_state=seed)), forest
+
+
+def predict_from_properties(frame: pd.DataFrame, target: str, features=PROPERTY_FEATURES, *, folds: int = 5,
+                            trees: int = 300, boot: int = 2000, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """A random forest regressor of ``target`` from graph ``features`` (as arXiv 2407.20601).
+
+    The R² is out of sample (:func:`out_of_fold`), and the R² of those pooled
+    predictions gets a 95% bootstrap interval over rows (``boot`` resamples). Importances are
+    the forest's impurity-based ones (mean decrease in squared error) from a fit on all rows,
+    with the spread over the trees. Returns ``(summary dict, importances frame)``."""
+    features = list(features)
+    predicted, forest = out_of_fold(frame, target, features, folds=folds, trees=trees, seed=seed)
+    X, y = frame[features].to_numpy(float), frame[target].to_numpy(float)
     r2 = r2_low = r2_high = float("nan")  # a constant target has no variance to explain
     if y.var() > 0:
         rng = np.random.default_rng(seed)

@@ -289,6 +289,9 @@ PALETTE = {
     "paper": "#949494",                # a number the paper reports
     "magnitude": "#0173b2",            # magnitude pruning
     "random": "#de8f05",               # random pruning / random search
+    "spectral gap (min)": "#ca9161",   # the weakest layer's spectral gap (arXiv 2403.11100)
+    "spectral gap (mean)": "#fbafe4",  # the layers' mean spectral gap
+    "graph forest": "#56b4e9",         # a random forest on mask graph properties (arXiv 2407.20601)
 }
 
 

@@ -12,10 +12,11 @@ from papermill.exceptions import PapermillExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2",
-            "legcnet", "reber_sparsity", "spectral_gap", "predictive_power"}
+            "legcnet", "reber_sparsity", "spectral_gap", "predictive_power", "predictor_shootout"}
 COMMON = ["budget", "scale", "seed", "device", "storage", "results_dir", "progress"]
 #: Notebooks that only read the committed atlas: nothing trains, so no scale, device or storage.
-READ_ONLY = {"predictive_power": ["budget", "seed", "results_dir", "progress", "source"]}
+READ_ONLY = dict.fromkeys(["predictive_power", "predictor_shootout"],
+                         ["budget", "seed", "results_dir", "progress", "source"])
 
 
 def test_every_paper_experiment_has_its_notebook():

@@ -1,0 +1,85 @@
+"""The predictor shoot-out: LS distance, loss, spectral gap and a graph-property forest, side by side."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lshkit.atlas import load_atlas
+from lshkit.graph import out_of_fold
+from lshkit.shootout import PREDICTORS, predictor_shootout, shootout_signals, within_groups
+
+
+def test_an_out_of_fold_prediction_never_sees_its_own_row():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=30), "z": rng.normal(size=30)})
+    frame["y"] = 3 * frame.x + rng.normal(scale=0.1, size=30)
+    before, _ = out_of_fold(frame, "y", ["x", "z"], folds=5, trees=50)
+    tampered = frame.copy()
+    tampered.loc[7, "y"] = 1e6  # a leak would pull row 7's own prediction up
+    after, _ = out_of_fold(tampered, "y", ["x", "z"], folds=5, trees=50)
+    assert after[7] == pytest.approx(before[7])
+    assert not np.allclose(after, before)  # the rows whose forests did see it move
+    assert np.corrcoef(before, frame.y)[0, 1] > 0.8  # and it does learn y = 3x
+
+
+def test_shootout_signals_on_an_atlas(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    frame = shootout_signals(atlas, range(5), folds=4, trees=20)
+    assert len(frame) == 8 * 5 and set(frame.epoch) == set(range(5))
+    assert np.isfinite(frame[list(PREDICTORS)].to_numpy()).all()
+    row = frame.iloc[13]
+    graph = atlas.graph(row["name"], int(row.epoch))
+    assert row.neg_gap_min == -graph["gap_min"] and row.neg_gap_mean == -graph["gap_mean"]
+    # The forest predicts perplexities: within the range of the candidates' final ones.
+    lo, hi = frame.final_valid_ppl.min(), frame.final_valid_ppl.max()
+    assert frame.graph_forest.between(lo, hi).all()
+
+
+def test_a_missing_mask_graph_epoch_names_the_command(atlas_dir, tmp_path):
+    root = tmp_path / "atlas"
+    shutil.copytree(atlas_dir, root)
+    path = next(root.glob("*/graphs.json"))
+    graphs = json.loads(path.read_text())
+    graphs["epochs"] = graphs["epochs"][:3]
+    path.write_text(json.dumps(graphs))
+    with pytest.raises(KeyError, match=r"up to epoch 2; epoch 3 is asked for.*atlas graphs"):
+        shootout_signals(load_atlas(root), range(5), folds=4, trees=5)
+
+
+def test_predictor_shootout_correlations_and_paired_differences():
+    rng = np.random.default_rng(1)
+    final = rng.permutation(40).astype(float) + 100
+    frame = pd.DataFrame({"epoch": 2, "final_valid_ppl": final, "ls_distance": rng.normal(size=40),
+                          "valid_loss": final / 50, "neg_gap_min": -final, "neg_gap_mean": final ** 2,
+                          "graph_forest": rng.normal(size=40)})
+    corr, diff = predictor_shootout(frame, n_boot=200)
+    rho = corr.set_index("predictor").rho
+    assert rho.valid_loss == pytest.approx(1) and rho.neg_gap_mean == pytest.approx(1)
+    assert rho.neg_gap_min == pytest.approx(-1)
+    d = diff.set_index("predictor")
+    assert set(d.index) == set(PREDICTORS) - {"ls_distance"} and (d.against == "ls_distance").all()
+    assert d.difference.valid_loss == pytest.approx(1 - rho.ls_distance)
+    assert d.lo.valid_loss < d.difference.valid_loss < d.hi.valid_loss
+    with pytest.raises(ValueError, match=r"lacks the predictor columns \['graph_forest'\]"):
+        predictor_shootout(frame.drop(columns="graph_forest"))
+
+
+def test_within_groups_separates_ranking_from_telling_groups_apart():
+    # Two groups whose perplexities differ by 100: a predictor that only knows the group has a
+    # high overall ρ but none within a group; one that ranks inside the groups keeps ρ = 1 there.
+    final = np.r_[np.arange(10.0), np.arange(10.0) + 100]
+    group = np.repeat(["a", "b"], 10)
+    frame = pd.DataFrame({"epoch": 3, "rate": group, "final_valid_ppl": final,
+                          "label_only": (group == "b").astype(float), "inside": final})
+    corr = within_groups(frame, "rate", 3, ["label_only", "inside"], n_boot=50)
+    assert (corr.candidates == 10).all() and set(corr.rate) == {"a", "b"}
+    assert corr[corr.predictor == "inside"].rho.tolist() == pytest.approx([1, 1])
+    assert corr[corr.predictor == "label_only"].rho.isna().all()  # constant within a group: no ρ
+    with pytest.raises(ValueError, match="by='lr' is not a column"):
+        within_groups(frame, "lr", 3)
+    with pytest.raises(ValueError, match=r"epoch=4 is not in the frame; it has \[3\]"):
+        within_groups(frame, "rate", 4)
