@@ -25,7 +25,9 @@ __all__ = ["BUDGETS", "NOTEBOOK_SCALES", "SOURCES", "CLAIM_STATES", "NotebookPar
            "integer_axis", "save_figure", "save_results", "load_results"]
 
 BUDGETS = ("smoke", "low", "moderate", "high")
-NOTEBOOK_SCALES = ("auto", "cpu", "paper")  # what a notebook's scale parameter takes
+#: What a notebook's scale parameter takes: a ``TrainConfig`` preset, or auto (paper on CUDA, cpu
+#: otherwise). "atlas" trains the atlas's small models (minutes on a CPU).
+NOTEBOOK_SCALES = ("auto", "atlas", "cpu", "paper")
 #: Where a searching notebook's candidates come from: replayed on the committed atlas
 #: (``lshkit.replay``; its scale is the atlas's) or trained for real at ``scale``.
 SOURCES = ("atlas", "train")
@@ -41,8 +43,8 @@ _SCALE_REASONS = {
              "paper's come from PTB or WikiText-2 at Table A1 scale",
     "cpu": "they come from the cpu scale (the real data, with smaller models and shorter training "
            "than Table A1), while the paper's come from the full Table A1 models",
-    "atlas": "they come from the atlas (2x128 LSTMs on PTB trained for 30 short epochs, see the README's "
-             "atlas section), while the paper's come from 2x1500 LSTMs trained for 100 full epochs (Table A1)",
+    "atlas": "they come from the atlas scale (2x128 LSTMs on PTB with epochs of 40,000 tokens, see the "
+             "README's atlas section), while the paper's come from 2x1500 LSTMs trained on full epochs (Table A1)",
 }
 
 
@@ -150,6 +152,10 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
     p = {**DEFAULTS, **params}
     check_choice("budget", p["budget"], BUDGETS)
     check_choice("scale", p["scale"], NOTEBOOK_SCALES)
+    if "source" in extras and params.get("source") == "train" and p["scale"] == "atlas":
+        # Trained searches and replays would share the run directory <budget>-atlas-seed<seed>.
+        raise ValueError("scale='atlas' with source='train' is not valid: the atlas scale is what "
+                         "source='atlas' replays; train at one of ['auto', 'cpu', 'paper']")
     if isinstance(p["seed"], bool) or not isinstance(p["seed"], int) or p["seed"] < 0:
         raise ValueError(f"seed={p['seed']!r} is not valid; it must be a non-negative integer")
     device = str(resolve_device(p["device"]))

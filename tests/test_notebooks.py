@@ -34,9 +34,10 @@ def test_notebook_is_parameterised_and_saved_clean(path):
     params = papermill.inspect_notebook(str(path))
     for name in READ_ONLY.get(path.stem, COMMON):
         assert name in params and params[name]["help"], f"{name} missing or undocumented"
-    # The stored default runs in seconds to minutes: on the atlas (budget low) or at smoke.
-    replays = params.get("source", {}).get("default") == '"atlas"'
-    assert params["budget"]["default"] == ('"low"' if replays else '"smoke"')
+    # The stored default runs in seconds to minutes: on the atlas or trained at its scale (budget
+    # low), or at smoke.
+    real = '"atlas"' in (params.get("source", {}).get("default"), params.get("scale", {}).get("default"))
+    assert params["budget"]["default"] == ('"low"' if real else '"smoke"')
     validate_cell = nb.cells[first_code + 1]
     assert validate_cell.cell_type == "code" and "validate(" in validate_cell.source
     # Saved without outputs, except the results CI compares (cells marked NBVAL_CHECK_OUTPUT, with

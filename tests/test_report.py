@@ -35,7 +35,7 @@ def _fake_cuda(monkeypatch, n):
 
 @pytest.mark.parametrize("name, value, valid", [
     ("budget", "huge", "['smoke', 'low', 'moderate', 'high']"),
-    ("scale", "gpu", "['auto', 'cpu', 'paper']"),
+    ("scale", "gpu", "['auto', 'atlas', 'cpu', 'paper']"),
     ("seed", -1, "non-negative integer"),
     ("seed", 1.5, "non-negative integer"),
     ("device", "tpu", "['auto', 'cpu']"),
@@ -90,6 +90,16 @@ def test_auto_resolution_without_cuda_and_run_dir(monkeypatch):
     assert asdict(p)["extras"] == {"repeats": 2, "samplers": ["tpe", "grid"], "model": "rhn"}
     with pytest.raises(AttributeError, match="no parameter 'epochs'"):
         p.epochs
+
+
+def test_atlas_scale_trains_small_models_but_never_into_the_replays_folder(monkeypatch):
+    monkeypatch.delenv("LSHKIT_RESULTS_DIR", raising=False)
+    p = validate("table3", budget="low", scale="atlas")
+    assert p.effective_scale == "atlas" and p.run_dir == ROOT / "results/table3/low-atlas-seed0"
+    assert "2x128 LSTMs" in p.scale_reason
+    params = {"repeats": 3, "samplers": ["tpe"], "model": "lstm", "ratios": None, "atlas_dir": None}
+    with pytest.raises(ValueError, match=r"scale='atlas' with source='train' is not valid.*\['auto', 'cpu', 'paper'\]"):
+        validate("table2", budget="low", scale="atlas", source="train", extras=REPLAY_EXTRAS, **params)
 
 
 def test_smoke_budget_forces_smoke_scale_and_records_the_request(monkeypatch):
