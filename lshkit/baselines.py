@@ -43,7 +43,7 @@ from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSITIES", "SMOKE_FIELDS",
            "TARGET_FACTOR", "SPEEDUP_HOLDS", "sized", "selfish_rnn_config", "train_fixed",
-           "compare_methods", "atlas_methods", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
+           "compare_methods", "atlas_methods", "atlas_robustness", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
            "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
            "SELFISH_RNN_MOS", "SELFISH_RNN", "mos_search_config",
            "table1_claim", "robustness_claim", "speedup_holds"]
@@ -210,6 +210,22 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
                           "configuration": c} for m, s, st, v, t, sec, c in rows])
 
 
+def _atlas_fixed(atlas) -> list[dict]:
+    """The dense model and the Selfish-RNN default as an atlas recorded them (its main training
+    seed; the default at the atlas's death rate nearest Selfish-RNN's), one row each."""
+    spec = atlas.spec
+    default = dict(SELFISH_RNN[spec.model])
+    default["death_rate"] = min(spec.death_rates, key=lambda rate: abs(rate - default["death_rate"]))
+    finals = atlas.candidates().set_index("name")
+    rows = []
+    for method, params in (("dense", None), ("selfish_rnn", default)):
+        r = finals.loc[atlas.name(params, spec.seed)]
+        rows.append({"method": method, "sparsity": 0.0 if params is None else spec.sparsity, "status": r.status,
+                     "valid_ppl": r.valid_ppl, "test_ppl": r.test_ppl, "seconds": r.cpu_seconds,
+                     "configuration": "" if params is None else json.dumps(params, sort_keys=True)})
+    return rows
+
+
 def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget: str = "low",
                   committed=None) -> pd.DataFrame:
     """Table 1 on an atlas (:mod:`lshkit.atlas`), for its one model: the dense model and the
@@ -223,15 +239,7 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
     from lshkit.sweep import summarise
 
     spec = atlas.spec
-    default = dict(SELFISH_RNN[spec.model])
-    default["death_rate"] = min(spec.death_rates, key=lambda rate: abs(rate - default["death_rate"]))
-    finals = atlas.candidates().set_index("name")
-    rows = []
-    for method, params in (("dense", None), ("selfish_rnn", default)):
-        r = finals.loc[atlas.name(params, spec.seed)]
-        rows.append({"method": method, "sparsity": 0.0 if params is None else spec.sparsity, "status": r.status,
-                     "valid_ppl": r.valid_ppl, "test_ppl": r.test_ppl, "seconds": r.cpu_seconds, "n": 1, "ci95": 0.0,
-                     "configuration": "" if params is None else json.dumps(params, sort_keys=True)})
+    rows = [{**row, "n": 1, "ci95": 0.0} for row in _atlas_fixed(atlas)]
     replays = replay_sweep(atlas, out, {"sampler": ["tpe"]}, repeats=repeats, first_seed=first_seed, ranking="ls",
                            budget=budget, committed=committed)
     test, valid = summarise(replays, "sampler").iloc[0], replays.valid_ppl.mean()
@@ -345,6 +353,28 @@ def robustness(base: SearchConfig, out, *, sparsities=None, repeats: int = 1, st
              "status": "ok" if pd.notna(r.test_ppl) else "failed", "valid_ppl": r.valid_ppl,
              "test_ppl": r.test_ppl, "seconds": r.total_seconds} for r in searches.itertuples()]
     return pd.DataFrame(rows + fixed_rows)
+
+
+def atlas_robustness(atlas, out, *, repeats: int = 100, first_seed: int = 0, committed=None,
+                     workers: int = 1) -> pd.DataFrame:
+    """Fig. 3 left where an atlas applies: at its one pruning ratio, the search of
+    :func:`robustness_config` (TPE, E = 3, a pool of :data:`ROBUSTNESS_POOL`) ranked by LS and by
+    loss, replayed ``repeats`` times (:func:`lshkit.replay.replay_sweep` into ``out``;
+    ``committed`` and ``workers`` as there), beside the Selfish-RNN default and the dense model
+    as the atlas recorded them. The columns of :func:`robustness`; a repeat is a replay's seed."""
+    from lshkit.replay import replay_sweep
+
+    check_positive_int("repeats", repeats)
+    replays = replay_sweep(atlas, out, {"ranking": ["ls", "loss"]}, repeats=repeats, first_seed=first_seed,
+                           sampler="tpe", budget="low", pool=ROBUSTNESS_POOL,
+                           committed=committed, workers=workers)
+    rows = [{"method": _RANKING_METHOD[r.ranking], "sparsity": atlas.spec.sparsity, "repeat": r.seed - first_seed,
+             "seed": r.seed, "status": "ok" if pd.notna(r.test_ppl) else "failed", "valid_ppl": r.valid_ppl,
+             "test_ppl": r.test_ppl, "seconds": r.total_seconds} for r in replays.itertuples()]
+    fixed = [{"method": METHODS[row["method"]], "repeat": 0, "seed": atlas.spec.seed,
+              **{k: row[k] for k in ("sparsity", "status", "valid_ppl", "test_ppl", "seconds")}}
+             for row in _atlas_fixed(atlas)]
+    return pd.DataFrame(rows + fixed)
 
 
 def robustness_claim(frame: pd.DataFrame) -> pd.DataFrame:

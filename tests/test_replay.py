@@ -258,3 +258,27 @@ def test_replay_sweep_reads_committed_replays_and_never_writes_them(atlas_dir, t
                         committed=committed)
     assert len(more) == 6 and (more.test_ppl > 1).all()
     assert (tmp_path / "scratch" / "sampler=random-ranking=ls" / "replays.csv").exists()
+
+
+def test_fig3_left_on_the_committed_atlas_replays_both_rankings_beside_its_records(tmp_path):
+    from lshkit.atlas import ATLAS_ROOT
+    from lshkit.baselines import ROBUSTNESS_POOL, atlas_robustness
+
+    atlas = load_atlas(ATLAS_ROOT / "atlas")
+    frame = atlas_robustness(atlas, tmp_path / "left", repeats=2, first_seed=5)
+    assert list(frame.columns) == ["method", "sparsity", "repeat", "seed", "status", "valid_ppl", "test_ppl", "seconds"]
+    lsh = frame[frame.method == "LSH (TPE, LS ranking)"].set_index("seed")
+    assert list(lsh.index) == [5, 6] and list(lsh.repeat) == [0, 1] and (lsh.sparsity == atlas.spec.sparsity).all()
+    alone = replay(atlas, sampler="tpe", ranking="loss", budget="low", pool=ROBUSTNESS_POOL, seed=6)
+    loss = frame[(frame.method == "TPE (loss ranking)") & (frame.seed == 6)].iloc[0]
+    assert loss.test_ppl == alone["test_ppl"] and loss.seconds == alone["timings"]["total_seconds"]
+    # The fixed configurations are the atlas's records, not replays.
+    finals = atlas.candidates().set_index("name")
+    dense = frame[frame.method == "dense"].iloc[0]
+    assert dense.sparsity == 0 and dense.test_ppl == finals.loc[atlas.name(None, atlas.spec.seed)].test_ppl
+    selfish = frame[frame.method == "Selfish-RNN default"].iloc[0]
+    default = {"sparse_init": "uniform", "growth": "random", "death": "magnitude", "redistribution": "none",
+               "death_rate": 0.9}  # Selfish-RNN's death rate 0.8 at the atlas's nearest
+    assert selfish.test_ppl == finals.loc[atlas.name(default, atlas.spec.seed)].test_ppl
+    with pytest.raises(ValueError, match="repeats=0"):
+        atlas_robustness(atlas, tmp_path / "none", repeats=0)
