@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from lshkit.paper import TABLE1_MODELS as MODELS  # the search's models; lshkit.paper imports nothing
@@ -347,6 +348,9 @@ def _atlas(args, command) -> int:
               f"{status['remaining_seconds_one_worker'] / 3600:.2f} worker-hours")
         if missing:
             print("missing: " + ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        reach = Counter(status["graph_epochs"].values())
+        print("mask graphs (atlas graphs --epochs N), sparse candidates by last epoch taken: "
+              + ", ".join(f"{'none' if e < 0 else f'epoch {e}'}: {reach[e]}" for e in sorted(reach)))
         return 0
     try:
         spec = atlas.AtlasSpec(scale=args.scale)

@@ -577,7 +577,8 @@ def load_atlas(root) -> Atlas:
 
 
 def atlas_status(root) -> dict:
-    """What is done and what is missing, with the measured seconds per candidate."""
+    """What is done and what is missing, with the measured seconds per candidate, and the last
+    epoch of each sparse candidate's mask graphs (``graph_epochs``; -1 where none were taken)."""
     atlas = load_atlas(root)
     names = [candidate_name(p, s) for p, s in atlas.spec.candidates()]
     done = [n for n in names if n in atlas.records]
@@ -587,4 +588,6 @@ def atlas_status(root) -> dict:
             "missing": [n for n in names if n not in atlas.records], "complete": len(done) == len(names),
             "failed": [n for n in done if atlas.records[n]["status"] != "ok"],
             "seconds_per_candidate": mean, "seconds_total": float(np.sum(seconds)),
-            "remaining_seconds_one_worker": mean * (len(names) - len(done))}
+            "remaining_seconds_one_worker": mean * (len(names) - len(done)),
+            "graph_epochs": {n: len(atlas.graphs.get(n, {}).get("epochs", [])) - 1
+                             for n in done if atlas.records[n]["params"] is not None}}

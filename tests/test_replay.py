@@ -24,6 +24,7 @@ def _files(root):
 def test_atlas_is_complete_and_records_every_epoch(atlas_dir):
     status = atlas_status(atlas_dir)
     assert status["complete"] and status["done"] == 9 and not status["failed"]
+    assert len(status["graph_epochs"]) == 8 and set(status["graph_epochs"].values()) == {4}  # the sparse ones
     atlas = load_atlas(atlas_dir)
     epochs = atlas.epochs()
     assert sorted(epochs.epoch.unique()) == [0, 1, 2, 3, 4]
