@@ -27,7 +27,7 @@ from lshkit.checks import check_int
 from lshkit.evidence import early_signals, paired_difference, rank_correlation
 from lshkit.graph import out_of_fold
 
-__all__ = ["PREDICTORS", "LABELS", "shootout_signals", "predictor_shootout", "within_groups"]
+__all__ = ["PREDICTORS", "LABELS", "shootout_signals", "predictor_shootout", "within_groups", "graph_features"]
 
 #: The predictors, in the order tables show them.
 PREDICTORS = ("ls_distance", "valid_loss", "neg_gap_min", "neg_gap_mean", "graph_forest")
@@ -36,7 +36,7 @@ LABELS = {"ls_distance": "LS distance to the dense model", "valid_loss": "valida
           "graph_forest": "random forest on mask graph properties"}
 
 
-def _graph_features(graphs: pd.DataFrame) -> list[str]:
+def graph_features(graphs: pd.DataFrame) -> list[str]:
     """The hidden-to-hidden masks' graph properties (``<layer>.<property>`` columns, as
     :func:`lshkit.graph.mask_graph_features` names them) that vary over the rows."""
     columns = [c for c in graphs.columns if "weight_hh" in c]
@@ -47,8 +47,8 @@ def shootout_signals(atlas: Atlas, epochs=range(6), *, folds: int = 5, trees: in
                      **ls_space) -> pd.DataFrame:
     """One row per (pruned candidate of the atlas's main training seed, epoch E): every predictor
     of :data:`PREDICTORS` at E, the raw ``gap_min`` and ``gap_mean``, and the final validation
-    and test perplexity, with the candidate's configuration. ``ls_space``: the LS setting of :func:`lshkit.evidence.early_signals`
-    (default the paper convention, PCA, L2). The forest (``trees`` trees, ``folds`` folds, seeded
+    and test perplexity, with the candidate's configuration. ``ls_space``: the LS setting of
+    :func:`lshkit.evidence.early_signals` (default the paper convention, PCA, L2). The forest (``trees`` trees, ``folds`` folds, seeded
     by ``seed``) is fitted per epoch on that epoch's graph properties alone. The atlas's mask
     graphs must reach the last epoch (``python -m lshkit atlas graphs``)."""
     check_int("folds", folds, low=2)
@@ -58,7 +58,7 @@ def shootout_signals(atlas: Atlas, epochs=range(6), *, folds: int = 5, trees: in
     for name, epoch in signals[["name", "epoch"]].itertuples(index=False):
         atlas.graph(name, epoch)  # a missing epoch is a clear error naming the command that takes it
     graphs = atlas.graph_epochs()
-    features = _graph_features(graphs[graphs.epoch.isin(epochs)])
+    features = graph_features(graphs[graphs.epoch.isin(epochs)])
     frame = signals.merge(graphs[["name", "epoch", "gap_min", "gap_mean", *features]], on=["name", "epoch"],
                           how="left", validate="one_to_one")
     frame["neg_gap_min"], frame["neg_gap_mean"] = -frame.gap_min, -frame.gap_mean
