@@ -30,7 +30,7 @@ import pandas as pd
 from .checks import check_choice, check_number, check_positive_int
 
 __all__ = ["as_mask", "spectral_gap", "mask_spectral_gaps", "gap_summary", "hidden_adjacency", "graph_properties",
-           "mask_graph_features", "GRAPH_KINDS", "random_graph", "sample_graph_specs", "embed_graph",
+           "mask_graph_features", "gap_score", "GRAPH_KINDS", "random_graph", "sample_graph_specs", "embed_graph",
            "predict_from_properties", "out_of_fold", "PROPERTY_FEATURES", "gap_vs_accuracy"]
 
 
@@ -124,6 +124,13 @@ def gap_summary(masks) -> dict:
     gaps = mask_spectral_gaps(masks)
     return {"gap_min": float(gaps.gap.min()), "gap_mean": float(gaps.gap.mean()),
             "ramanujan_layers": int(gaps.ramanujan.sum()), "layers": len(gaps)}
+
+
+def gap_score(gap: float) -> float:
+    """A spectral gap as a removal score, lower kept as every ranking of the search: the gap
+    negated (a larger gap is arXiv 2403.11100's sign of preserved accuracy). A layer without
+    an edge has no gap (NaN); such a candidate scores +inf and is removed first."""
+    return -gap if math.isfinite(gap) else math.inf
 
 
 # -- hidden-to-hidden masks as graphs -----------------------------------------------------

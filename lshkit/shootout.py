@@ -25,7 +25,7 @@ import pandas as pd
 from lshkit.atlas import Atlas
 from lshkit.checks import check_int
 from lshkit.evidence import early_signals, paired_difference, rank_correlation
-from lshkit.graph import out_of_fold
+from lshkit.graph import gap_score, out_of_fold
 
 __all__ = ["PREDICTORS", "LABELS", "shootout_signals", "predictor_shootout", "within_groups", "graph_features"]
 
@@ -61,7 +61,7 @@ def shootout_signals(atlas: Atlas, epochs=range(6), *, folds: int = 5, trees: in
     features = graph_features(graphs[graphs.epoch.isin(epochs)])
     frame = signals.merge(graphs[["name", "epoch", "gap_min", "gap_mean", *features]], on=["name", "epoch"],
                           how="left", validate="one_to_one")
-    frame["neg_gap_min"], frame["neg_gap_mean"] = -frame.gap_min, -frame.gap_mean
+    frame["neg_gap_min"], frame["neg_gap_mean"] = frame.gap_min.map(gap_score), frame.gap_mean.map(gap_score)
     parts = []
     for _, group in frame.groupby("epoch", sort=True):
         predicted, _ = out_of_fold(group, "final_valid_ppl", features, folds=folds, trees=trees, seed=seed)

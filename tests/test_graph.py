@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lshkit.graph import (GRAPH_KINDS, PROPERTY_FEATURES, embed_graph, gap_summary, graph_properties, hidden_adjacency,
+from lshkit.graph import (GRAPH_KINDS, PROPERTY_FEATURES, embed_graph, gap_score, gap_summary, graph_properties, hidden_adjacency,
                           mask_graph_features, mask_spectral_gaps, predict_from_properties, random_graph,
                           sample_graph_specs, spectral_gap)
 
@@ -247,3 +247,9 @@ def test_prunable_sparsity_and_summaries():
     s = summarise(frame, ["sparsity"]).set_index("sparsity")
     assert s.loc[1.0, "mean"] == pytest.approx(0.4) and s.loc[1.0, "low"] < 0.4 < s.loc[1.0, "high"]
     assert s.loc[0.0, "low"] == s.loc[0.0, "high"] == 1.0
+
+
+def test_gap_score_keeps_the_larger_gap_and_removes_a_layer_without_edges_first():
+    scores = [gap_score(g) for g in (3.0, -1.0, float("nan"))]
+    assert scores == [-3.0, 1.0, float("inf")]
+    assert sorted(range(3), key=scores.__getitem__) == [0, 1, 2]  # kept first: the largest gap

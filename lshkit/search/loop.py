@@ -43,6 +43,7 @@ import numpy as np
 
 from lshkit import embedding as emb
 from lshkit.env import auto_progress
+from lshkit.graph import gap_score
 from lshkit.samplers import Observation, make_sampler
 from lshkit.search import records
 from lshkit.search.config import SearchConfig
@@ -172,9 +173,7 @@ class LSHSearch:
             scores = {c.cid: c.records[-1]["valid_loss"] for c in live}
             ref_xy = (math.nan, math.nan)
         elif self.config.ranking == "gap":
-            # A layer without an edge has no gap (NaN): such a candidate ranks last.
-            scores = {c.cid: -c.records[-1]["gap_min"] if math.isfinite(c.records[-1]["gap_min"]) else math.inf
-                      for c in live}
+            scores = {c.cid: gap_score(c.records[-1]["gap_min"]) for c in live}
             ref_xy = (math.nan, math.nan)
         else:
             scores, ref_xy = self._rank_ls(live, r)
