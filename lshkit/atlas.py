@@ -33,7 +33,7 @@ The masks' graphs (:func:`record_graphs`, ``python -m lshkit atlas graphs``) are
 taken after the build: every sparse candidate is retrained with its configuration and seed up to
 a chosen epoch, its mask hashes checked against its record (so the masks are the recorded ones),
 and the masks' spectral gap and graph properties at epoch 0 and after every epoch written to
-``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.predictors`) and
+``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.shootout`) and
 the spectral-gap ranking (``ranking="gap"``) of a replayed search.
 """
 from __future__ import annotations
@@ -419,9 +419,10 @@ def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="
     trainer = Trainer(spec.train_config(record["seed"]), corpus,
                       SparseConfig.from_dict(record["sparse_config"]), device=device, progress=False)
     rows = []
+    graphs = GraphCallback(properties=True)
 
     def take(trainer, rec):
-        GraphCallback(properties=True)(trainer, rec)
+        graphs(trainer, rec)
         digest, expected = _mask_hash(trainer), stored[rec["epoch"]]["mask_hash"]
         if digest != expected:
             raise RuntimeError(f"retraining atlas candidate {name!r} gave other masks at epoch "
@@ -455,8 +456,8 @@ def record_graphs(root, epochs: int, *, workers: int = 1, data_dir=None, limit: 
         if rec["params"] is None:
             continue
         want = min(epochs, _last_good_epoch(rec))
-        path = atlas.root / name / _GRAPHS_FILE
-        if not path.exists() or read_json(path)["epochs"][-1]["epoch"] < want:
+        taken = atlas.graphs.get(name, {}).get("epochs", [])
+        if not taken or taken[-1]["epoch"] < want:
             todo.append((atlas.spec.to_json(), str(atlas.root / name), epochs))
     todo = todo[:limit] if limit is not None else todo
     return _run_jobs(_graph_one, todo, workers, data_dir, f"mask graphs to epoch {epochs}", progress)

@@ -678,14 +678,14 @@ def _atpe_optimizer():
     each is a shallow copy with the three attributes an optimiser changes set as its constructor
     sets them. The statistics of the history (``computeAllResultStatistics``, deterministic and
     the same for every draw of one ``propose``) are computed once per factory and handed out
-    as copies, because the optimiser adds keys to them."""
+    as copies, because the optimiser adds keys to them; so are their scaled values."""
     from hyperopt.atpe import ATPEOptimizer
 
     if not _ATPE_MODELS:
-        base = ATPEOptimizer()
-        base.featureScalingModels = {k: _MemoScaler(v) for k, v in base.featureScalingModels.items()}
-        _ATPE_MODELS.append(base)
+        _ATPE_MODELS.append(ATPEOptimizer())
+    # Both caches live as long as the factory (one propose): the same history, the same statistics.
     statistics = {}
+    scalers = {k: _MemoScaler(v) for k, v in _ATPE_MODELS[0].featureScalingModels.items()}
 
     def all_result_statistics(space, results):
         key = json.dumps([space, results], sort_keys=True, default=repr)
@@ -697,6 +697,7 @@ def _atpe_optimizer():
         optimizer = copy.copy(_ATPE_MODELS[0])
         optimizer.lastATPEParameters, optimizer.lastLockedParameters, optimizer.atpeParamDetails = None, [], None
         optimizer.computeAllResultStatistics = all_result_statistics
+        optimizer.featureScalingModels = scalers
         return optimizer
 
     return new

@@ -139,7 +139,6 @@ def _check_epochs(epochs, cfg: TrainConfig) -> None:
                          f"schedule ends; set train_cfg.epochs >= {epochs}")
 
 
-
 @dataclass
 class GraphCallback:
     """Trainer callback ``cb(trainer, record)`` adding the masks' spectral-gap summary
