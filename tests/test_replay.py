@@ -79,6 +79,14 @@ def test_replay_equals_reality(atlas_dir, tmp_path, fields):
     epochs = [pd.read_csv(tmp_path / d / "epochs.csv") for d in ("real", "replay")]
     cols = ["candidate", "phase", "round", "epoch", "train_loss", "valid_loss", "score", "distance", "gap_min"]
     pd.testing.assert_frame_equal(*(e[[c for c in cols if c in e]] for e in epochs))
+    if fields["ranking"] == "gap":  # the study minimizes, so its intermediate values are the negated gaps
+        import optuna
+
+        study = optuna.load_study(study_name=real["study"], storage=f"sqlite:///{tmp_path / 'real' / 'study.db'}")
+        selection = epochs[0][epochs[0].phase == "selection"]
+        for trial in study.trials:
+            rows = selection[selection.candidate == trial.user_attrs["candidate"]]
+            assert trial.intermediate_values == pytest.approx(dict(zip(rows.epoch, -rows.gap_min)))
 
 
 def test_simulated_clock_is_the_sum_of_the_epochs_consumed(atlas_dir, tmp_path):

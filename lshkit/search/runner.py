@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.env import quiet_optuna, resolve_device
+from lshkit.graph import gap_score
 from lshkit.io import read_json, write_json
 from lshkit.search.config import SearchConfig
 from lshkit.storage import JobQueue, default_storage_url, open_storage
@@ -244,13 +245,15 @@ class TrainingRunner(Runner):
                                             load_if_exists=True, direction="minimize")
             known = {t.user_attrs.get("candidate") for t in study.get_trials(deepcopy=False)}
             distributions = search.space.to_optuna()
-            measure = {"ls": "distance", "loss": "valid_loss", "gap": "gap_min"}[self.config.ranking]
+            # Intermediate values go the study's way (minimize): the gap as its removal score.
+            measure, value = {"ls": ("distance", float), "loss": ("valid_loss", float),
+                              "gap": ("gap_min", gap_score)}[self.config.ranking]
             for c in search.candidates:
                 if c.cid in known:
                     continue
                 records = [{k: v for k, v in rec.items() if k not in ("ls", "ls_info", "ls_settings")}
                            for rec in c.records]
-                steps = {rec["epoch"]: rec[measure] for rec in c.records
+                steps = {rec["epoch"]: value(rec[measure]) for rec in c.records
                          if rec["phase"] == "selection" and math.isfinite(rec.get(measure, math.nan))}
                 attrs = {"candidate": c.cid, "joined": c.joined, "records": records}
                 if c.final is not None and c.final["status"] == "ok":
