@@ -29,12 +29,13 @@ its own small file set under ``<root>/<name>/`` (``record.json`` written last, s
 marks a finished candidate); a build skips what exists, so a killed build resumes and an atlas can
 be completed over several sittings.
 
-The masks' graphs (:func:`record_graphs`, ``python -m lshkit atlas graphs``) are an addition
-taken after the build: every sparse candidate is retrained with its configuration and seed up to
-a chosen epoch, its mask hashes checked against its record (so the masks are the recorded ones),
-and the masks' spectral gap and graph properties at epoch 0 and after every epoch written to
+A sparse candidate's masks are not stored (only their hashes), so the build takes their graphs as
+it trains: the spectral gap and graph properties at epoch 0 and after every epoch, in
 ``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.shootout`) and
-the spectral-gap ranking (``ranking="gap"``) of a replayed search.
+the spectral-gap ranking (``ranking="gap"``) of a replayed search. An atlas built before the
+build took them gets them by retraining (:func:`record_graphs`, ``python -m lshkit atlas
+graphs``), with every mask hash checked against the record; that reproduces the masks only with
+the build's code, library versions and CPU arithmetic (:func:`graph_candidate`).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_json
 
 __all__ = ["AtlasSpec", "Atlas", "build_atlas", "record_graphs", "graph_candidate", "atlas_status",
-           "load_atlas", "candidate_name", "ATLAS_ROOT", "CONVENTIONS"]
+           "load_atlas", "candidate_name", "configuration_name", "ATLAS_ROOT", "CONVENTIONS"]
 
 #: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
 ATLAS_ROOT = Path("results") / "atlas"
@@ -155,12 +156,17 @@ class AtlasSpec(JSONConfig):
         return out
 
 
+def configuration_name(params: dict | None) -> str:
+    """A configuration's readable name, the same for all its training seeds: ``dense`` or
+    ``ER-random-global_magnitude-nonzeros-dr0.65``."""
+    if params is None:
+        return "dense"
+    return "-".join(f"dr{params[k]:g}" if k == "death_rate" else str(params[k]) for k in _ordered(params))
+
+
 def candidate_name(params: dict | None, seed: int) -> str:
     """A readable, unique folder name: ``dense-s0`` or ``ER-random-global_magnitude-nonzeros-dr0.65-s0``."""
-    if params is None:
-        return f"dense-s{seed}"
-    parts = [f"dr{params[k]:g}" if k == "death_rate" else str(params[k]) for k in _ordered(params)]
-    return "-".join(parts + [f"s{seed}"])
+    return f"{configuration_name(params)}-s{seed}"
 
 
 # ------------------------------------------------------------------------------ files
@@ -219,12 +225,12 @@ def _ls_timing(seconds: dict) -> dict:
 
 
 def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, device="cpu") -> dict:
-    """Train one atlas candidate straight through; returns ``{"record", "ls", "timing"}``
-    (what :func:`_save` writes)."""
+    """Train one atlas candidate straight through; returns ``{"record", "ls", "timing", "graphs"}``
+    (what :func:`_save` writes; ``graphs`` is None for the dense model, which has no masks)."""
     import torch
 
     from lshkit.dst import SparseConfig
-    from lshkit.tracking import ls_tokens
+    from lshkit.tracking import GraphCallback, ls_tokens
     from lshkit.train import Trainer, TrainingDiverged
 
     cfg = spec.train_config(seed)
@@ -235,8 +241,9 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
     tokens = ls_tokens(corpus, spec.ls_samples, spec.ls_steps).to(trainer.device)
 
     ls = {c: [] for c in CONVENTIONS}
-    epochs, timing = [], []
+    epochs, timing, graph_rows = [], [], []
     status, reason = "ok", None
+    graphs = GraphCallback(properties=True)
 
     def record_ls(trainer, record):
         lam, seconds = _spectra(trainer, tokens)
@@ -245,6 +252,9 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
         record["_ls_seconds"] = seconds
         # The masks the epoch was trained and evaluated with, before this epoch's prune/regrow.
         record["mask_hash"] = _mask_hash(trainer)
+        if sparse is not None:
+            graphs(trainer, record)
+            graph_rows.append(_graph_row(record, record["mask_hash"]))
 
     def tabulate(rec, cpu):
         """The epoch's row (record.json) and its seconds (timing.json); CPU seconds without the LS."""
@@ -255,7 +265,8 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
         ls_cpu = sum(seconds.get(f"{c}_cpu", 0.0) for c in CONVENTIONS)
         timing.append(dict(epoch=rec["epoch"], train_seconds=rec.get("train_seconds", 0.0),
                            eval_seconds=rec.get("eval_seconds", 0.0),
-                           cpu_seconds=time.process_time() - cpu - ls_cpu, **_ls_timing(seconds)))
+                           cpu_seconds=time.process_time() - cpu - ls_cpu - rec.get("gap_seconds", 0.0),
+                           **_ls_timing(seconds)))
         epochs.append(row)
         return row
 
@@ -279,6 +290,8 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
         start, cpu = time.perf_counter(), time.process_time()
         epochs[-1]["test_loss"] = trainer.evaluate("test")
         test_seconds, test_cpu = time.perf_counter() - start, time.process_time() - cpu
+    if status != "ok":  # the failed epoch's masks stay out, as a retraining stops before it
+        graph_rows = [r for r in graph_rows if r["epoch"] < epochs[-1]["epoch"]]
     n = len(ls["paper"])
     record = {"name": candidate_name(params, seed), "params": params, "seed": seed, "status": status,
               "reason": reason, "train_config": cfg.to_dict(),
@@ -291,12 +304,16 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
               "load_average": list(os.getloadavg()), "versions": versions(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return {"record": record, "ls": {c: np.stack(ls[c]).astype(np.float32) for c in CONVENTIONS},
-            "timing": timing}
+            "timing": timing,
+            "graphs": None if sparse is None else {"name": record["name"], "epochs": graph_rows,
+                                                   "versions": timing["versions"]}}
 
 
 def _save(folder: Path, result: dict) -> None:
     _write_npz(folder / "ls.npz", result["ls"])
     write_json(folder / "timing.json", result["timing"])
+    if result["graphs"] is not None:
+        write_json(folder / _GRAPHS_FILE, result["graphs"])
     write_json(folder / "record.json", result["record"])  # last: marks the candidate finished
 
 
@@ -399,13 +416,24 @@ def _last_good_epoch(record: dict) -> int:
     return last["epoch"] - 1 if last["failed"] else last["epoch"]
 
 
+def _graph_row(rec: dict, digest: str) -> dict:
+    """One row of ``graphs.json``: the epoch, its mask hash and what
+    :class:`lshkit.tracking.GraphCallback` added to the epoch's record."""
+    keys = [k for k in rec if k == "density" or k.startswith(("rnn.", "gap_")) or
+            k in ("ramanujan_layers", "layers")]
+    return {"epoch": rec["epoch"], "mask_hash": digest, **{k: rec[k] for k in keys}}
+
+
 def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="cpu") -> dict:
     """Retrain the sparse atlas candidate of ``record`` (its configuration and seed) up to epoch
     ``epochs`` (or its last) and take its masks' spectral gap and graph properties
     (:class:`lshkit.tracking.GraphCallback`) at epoch 0 and after every epoch, where the atlas
-    took its mask hashes. Every hash must equal the recorded one, or the retraining did not
-    reproduce the atlas (other code or library versions): an error naming the candidate and epoch.
-    Returns what ``graphs.json`` holds: ``name``, ``epochs`` (one row per epoch) and ``versions``."""
+    took its mask hashes: for an atlas whose build did not take them. Every hash must equal the
+    recorded one, or the retraining did not reproduce the atlas: an error naming the candidate
+    and epoch. Other code or library versions do that, and so does another CPU: its instruction
+    set picks other kernels, whose last bits differ, and prune/regrow turns those bits into other
+    masks within an epoch or two. Returns what ``graphs.json`` holds: ``name``, ``epochs`` (one
+    row per epoch) and ``versions``."""
     from lshkit.dst import SparseConfig
     from lshkit.tracking import GraphCallback
     from lshkit.train import Trainer, TrainingDiverged
@@ -425,12 +453,13 @@ def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="
         graphs(trainer, rec)
         digest, expected = _mask_hash(trainer), stored[rec["epoch"]]["mask_hash"]
         if digest != expected:
+            v = versions()
             raise RuntimeError(f"retraining atlas candidate {name!r} gave other masks at epoch "
                                f"{rec['epoch']} (hash {digest}, recorded {expected}): the atlas was "
-                               "built with other code or library versions")
-        keys = [k for k in rec if k == "density" or k.startswith(("rnn.", "gap_")) or
-                k in ("ramanujan_layers", "layers")]
-        rows.append({"epoch": rec["epoch"], "mask_hash": digest, **{k: rec[k] for k in keys}})
+                               "built with other code, library versions or CPU (its timing.json "
+                               f"names them; this process: torch {v['torch']}, numpy {v['numpy']}, "
+                               f"{v['cpu']} with {v['cpu_capability']})")
+        rows.append(_graph_row(rec, digest))
 
     trainer.record_initial([take])
     while trainer.epoch < last:
@@ -443,9 +472,9 @@ def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="
 
 def record_graphs(root, epochs: int, *, workers: int = 1, data_dir=None, limit: int | None = None,
                   progress: bool | None = None) -> list[str]:
-    """Take the masks' graphs (:func:`graph_candidate`) of every sparse candidate of the atlas at
-    ``root`` whose ``graphs.json`` stops before epoch ``epochs``; returns the names done. Each
-    candidate's file is written when it finishes, so a killed run resumes."""
+    """Take the masks' graphs (:func:`graph_candidate`, by retraining) of every sparse candidate of
+    the atlas at ``root`` whose ``graphs.json`` stops before epoch ``epochs``; returns the names
+    done. Each candidate's file is written when it finishes, so a killed run resumes."""
     check_positive_int("epochs", epochs)
     check_positive_int("workers", workers)
     if limit is not None:
@@ -536,13 +565,15 @@ class Atlas:
         return frame
 
     def candidates(self) -> pd.DataFrame:
-        """One row per candidate: its configuration, seed, status, final validation and test
-        perplexity, and its CPU seconds (all of it, and each LS)."""
+        """One row per candidate: its name, configuration (its name without the seed, and its
+        parameters), seed, status, final validation and test perplexity, and its CPU seconds (all
+        of it, and each LS)."""
         rows = []
         for name, rec in self.records.items():
             last = rec["epochs"][-1]
             t = self.timing[name]
-            rows.append({"name": name, "seed": rec["seed"], "dense": rec["params"] is None,
+            rows.append({"name": name, "configuration": configuration_name(rec["params"]),
+                         "seed": rec["seed"], "dense": rec["params"] is None,
                          **(rec["params"] or {}), "status": rec["status"], "epochs": last["epoch"],
                          "valid_ppl": last["valid_ppl"] if last["valid_ppl"] is not None else math.nan,
                          "test_ppl": math.exp(last["test_loss"]) if last["test_loss"] is not None else math.nan,

@@ -171,10 +171,10 @@ def seed_noise(atlas: Atlas) -> pd.DataFrame:
     frame = atlas.candidates()
     frame = frame[frame.status == "ok"]
     rows = []
-    for name_params, group in frame.groupby(frame["name"].str.replace(r"-s\d+$", "", regex=True)):
+    for configuration, group in frame.groupby("configuration", sort=True):
         if len(group) < 2:
             continue
-        rows.append({"configuration": name_params, "seeds": len(group),
+        rows.append({"configuration": configuration, "seeds": len(group),
                      "valid_ppl_mean": group.valid_ppl.mean(), "valid_ppl_sd": group.valid_ppl.std(ddof=1),
                      "test_ppl_mean": group.test_ppl.mean(), "test_ppl_sd": group.test_ppl.std(ddof=1)})
     grid = frame[(frame.seed == atlas.spec.seed) & ~frame.dense]

@@ -125,9 +125,12 @@ def versions() -> dict:
     import torch
     from importlib.metadata import PackageNotFoundError, version
 
+    # The CPU too: its instruction set picks torch's and MKL's kernels, whose rounding differs,
+    # and a DST run's masks follow the weights' last bits (a retraining on another CPU diverges).
     out = {"python": platform.python_version(), "platform": platform.platform(),
            "torch": torch.__version__, "numpy": numpy.__version__,
-           "cuda": torch.version.cuda, "threads": torch.get_num_threads()}
+           "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
+           "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     for pkg in ("lshkit", "optuna", "scikit-learn", "pandas", "hyperopt"):
         try:
             out[pkg] = version(pkg)
@@ -136,6 +139,17 @@ def versions() -> dict:
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     return out
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class run_record(dict):

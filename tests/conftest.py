@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lshkit.atlas import AtlasSpec, build_atlas, record_graphs
+from lshkit.atlas import AtlasSpec, build_atlas
 from lshkit.search import SearchConfig
 
 
@@ -31,5 +31,4 @@ SPEC = AtlasSpec(scale="smoke", death_rates=(0.5, 0.9), replicates=0, replicate_
 def atlas_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("atlas") / "smoke"
     build_atlas(SPEC, root, progress=False)
-    record_graphs(root, SPEC.train_overrides["epochs"], progress=False)
     return root

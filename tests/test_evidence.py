@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lshkit.atlas import load_atlas
+from conftest import SPEC
+from lshkit.atlas import AtlasSpec, build_atlas, candidate_name, configuration_name, load_atlas
 from lshkit.evidence import (best_combination, early_signals, interval_verdict, optimal_only_from, overall_verdict, paired_difference, paired_replays,
                              predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary,
                              trajectories)
@@ -121,6 +122,22 @@ def test_predictive_power_covers_every_setting(atlas_dir):
     assert (loss == 1).all()
     noise = seed_noise(atlas)
     assert noise.configuration.tolist() == ["between candidates"] and noise.valid_ppl_sd.iloc[0] > 0
+
+
+def test_seed_noise_groups_each_configuration_over_its_seeds(tmp_path):
+    spec = AtlasSpec(**{**SPEC.to_dict(), "death_rates": (0.5,), "replicates": 1, "replicate_seeds": (1, 2),
+                        "variants": {**SPEC.variants, "sparse_init": ["ER"]}})
+    build_atlas(spec, tmp_path, progress=False)
+    atlas = load_atlas(tmp_path)
+    replicated = spec.replicate_params()[0]
+    noise = seed_noise(atlas).set_index("configuration")
+    name = configuration_name(replicated)
+    # The replicated configuration and the dense model over their 3 seeds; the other once only.
+    assert sorted(noise.index) == sorted([name, "dense", "between candidates"])
+    assert noise.loc[name, "seeds"] == noise.loc["dense", "seeds"] == 3
+    finals = atlas.candidates().set_index("name").loc[[candidate_name(replicated, s) for s in (0, 1, 2)]]
+    assert noise.loc[name, "test_ppl_mean"] == pytest.approx(finals.test_ppl.mean())
+    assert noise.loc[name, "test_ppl_sd"] == pytest.approx(finals.test_ppl.std(ddof=1)) and finals.test_ppl.nunique() == 3
 
 
 def test_time_to_target_summary_counts_never_as_infinitely_long():

@@ -162,7 +162,8 @@ def test_full_convention_equals_generic_engine_on_model_step(kind):
     lam = model_spectrum(model, tokens, warmup=3)
     x = model.embed(tokens).detach()
     ref = lyapunov_spectrum(lambda h, x: model.step(x, h), model.init_state(2), x, warmup=3)
-    torch.testing.assert_close(lam, ref, rtol=0, atol=1e-12)
+    # Float64 rounding apart, which the CPU's kernels set (up to 1.4e-12 on an AVX-512 Xeon).
+    torch.testing.assert_close(lam, ref, rtol=0, atol=1e-11)
     assert lam.shape == (model.state_size,)
 
 
@@ -234,7 +235,9 @@ def test_paper_convention_is_the_authors_transposed_loop(kind):
     tokens = _tokens(20, 2)
     lam, info = model_spectrum(model, tokens, convention="paper", warmup=3, return_info=True)
     ref = _paper_reference(model, tokens, 3, transpose=True)
-    torch.testing.assert_close(lam, ref, rtol=0, atol=1e-9)
+    # The warm-up multiplies Jacobians without QR, so the weakest directions carry its condition
+    # number times the rounding, which the CPU's kernels set (3e-8 on an AVX-512 Xeon).
+    torch.testing.assert_close(lam, ref, rtol=0, atol=1e-6)
     assert (lam - _paper_reference(model, tokens, 3, transpose=False)).abs().max() > 0.02
     assert info["warmup_mode"] == "paper (no QR)" and info["log_base"] == 2 and info["replay"]
     assert (info["K"], info["T"], info["n"], info["dtype"]) == (2, 20, model.num_layers * H, "float64")

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import SPEC
-from lshkit.atlas import AtlasSpec, atlas_status, build_atlas, candidate_name, graph_candidate, load_atlas
+from lshkit.atlas import (AtlasSpec, atlas_status, build_atlas, candidate_name, graph_candidate, load_atlas,
+                          record_graphs)
 from lshkit.baselines import full_training_search
 from lshkit.replay import (AtlasRunner, atlas_config, grid_optimum, replay, replay_many, replay_sweep,
                            replay_time_to_target)
@@ -55,6 +56,10 @@ def test_atlas_build_is_deterministic_across_workers_and_interruptions(atlas_dir
         for f in ("record.json", "ls.npz"):
             assert filecmp.cmp(two / name / f, parts / name / f, shallow=False), (name, f)
             assert filecmp.cmp(two / name / f, atlas_dir / name / f, shallow=False), (name, f)
+    # The masks' graphs too, but for the seconds they took.
+    atlases = [load_atlas(root) for root in (two, parts, atlas_dir)]
+    for name in atlases[0].graphs:
+        assert _graph_rows(atlases[0], name) == _graph_rows(atlases[1], name) == _graph_rows(atlases[2], name)
 
 
 def test_atlas_of_another_spec_is_refused(atlas_dir):
@@ -158,15 +163,30 @@ def test_replay_many_is_the_same_in_two_processes(atlas_dir, tmp_path):
         replay_many(atlas_dir, None, repeats=2, workers=0, **fields)
 
 
-def test_mask_graphs_are_the_recorded_masks(atlas_dir):
+def _graph_rows(atlas, name):
+    return [{k: v for k, v in row.items() if k != "gap_seconds"} for row in atlas.graphs[name]["epochs"]]
+
+
+def test_mask_graphs_are_the_recorded_masks(atlas_dir, tmp_path):
     atlas = load_atlas(atlas_dir)
     sparse = [n for n, r in atlas.records.items() if r["params"] is not None]
-    assert sorted(atlas.graphs) == sorted(sparse)
+    assert sorted(atlas.graphs) == sorted(sparse)  # the build took them; the dense model has none
     frame = atlas.graph_epochs()
     assert len(frame) == len(sparse) * 5 and sorted(frame.epoch.unique()) == [0, 1, 2, 3, 4]
-    for name in sparse:  # retraining gave the masks the atlas hashed, epoch by epoch
+    for name in sparse:  # the graphs are of the masks the atlas hashed, epoch by epoch
         assert [r["mask_hash"] for r in atlas.graphs[name]["epochs"]] == \
                [e["mask_hash"] for e in atlas.records[name]["epochs"]]
+    # An atlas whose build did not take them gets the same rows by retraining, resumably.
+    root = tmp_path / "retaken"
+    shutil.copytree(atlas_dir, root)
+    for path in root.glob("*/graphs.json"):
+        path.unlink()
+    assert sorted(record_graphs(root, 2, progress=False)) == sorted(sparse)
+    assert sorted(record_graphs(root, 4, workers=2, progress=False)) == sorted(sparse)
+    assert record_graphs(root, 4, progress=False) == []
+    retaken = load_atlas(root)
+    for name in sparse:
+        assert _graph_rows(retaken, name) == _graph_rows(atlas, name), name
     assert np.allclose(frame.density, 0.33, atol=1e-3) and frame.gap_min.notna().all()
     assert (frame.gap_min <= frame.gap_mean + 1e-12).all()
     # Training moves the masks (prune and regrow), and so their gaps.
