@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["JSONConfig", "atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
-           "versions", "run_record"]
+           "Journal", "versions", "run_record"]
 
 
 class JSONConfig:
@@ -104,6 +104,51 @@ def atomic_torch_save(obj, path) -> Path:
     with _atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+class Journal:
+    """The finished items of a long loop, kept in ``path`` as JSON lines under a ``key`` (the
+    experiment that makes them), so a killed loop resumes with the items it had finished.
+
+    ``done`` maps each finished item's id to its value. A journal of another key is started
+    afresh; the line a kill cut short is dropped (the journal is rewritten without it, atomically,
+    when opened). :meth:`add` appends one line per item; :meth:`close` removes the file once the
+    loop's own results are written."""
+
+    def __init__(self, path, key):
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, default=_jsonable))
+        self.done = {}
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        if lines and _json_line(lines[0]) == self.key:
+            for line in lines[1:]:
+                item = _json_line(line)
+                if item is None:
+                    break
+                self.done[item["id"]] = item["value"]
+        atomic_write(self.path, "".join(json.dumps(x, default=_jsonable) + "\n" for x in
+                                        [self.key] + [{"id": k, "value": v} for k, v in self.done.items()]))
+
+    def add(self, item_id, value):
+        """Append a finished item; returns its value as the journal reads it back (JSON types),
+        so a resumed loop and an uninterrupted one see the same values."""
+        line = json.dumps({"id": item_id, "value": value}, default=_jsonable)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[item_id] = json.loads(line)["value"]
+        return self.done[item_id]
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _json_line(line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _jsonable(x):

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from lshkit.atlas import Atlas, candidate_name, load_atlas
 from lshkit.checks import check_int
-from lshkit.io import read_json, write_csv, write_json
+from lshkit.io import Journal, read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import SearchConfig
 from lshkit.search.loop import LSHSearch
@@ -194,6 +194,19 @@ def _finished(folder: Path, atlas: Atlas, repeats: int, first_seed: int, fields:
     return {k: previous.get(k) for k in key} == key
 
 
+#: Where a replay into ``out`` keeps its finished repeats until its own files are written.
+_JOURNAL = "journal.jsonl"
+
+
+def _resume(journal: Journal | None, ids: list, run) -> list:
+    """The values of ``ids``: those ``journal`` holds from a killed run, and the rest from
+    ``run(todo_ids)``, which yields ``(id, value)`` pairs, each added to the journal as it comes."""
+    done = dict(journal.done) if journal is not None else {}
+    for item_id, value in run([i for i in ids if i not in done]):
+        done[item_id] = journal.add(item_id, value) if journal is not None else value
+    return [done[i] for i in ids]
+
+
 _ATLASES = {}
 
 
@@ -211,7 +224,8 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     (selection, its perplexities, simulated seconds, decision seconds). With ``out``: each
     repeat's tidy files under ``out/seed-<k>/`` (``write_repeats``), ``replays.csv`` and
     ``summary.json`` (mean and 95% interval of the test perplexity, configuration); a finished
-    ``out`` with the same atlas, fields and seeds is read back instead of replayed again.
+    ``out`` with the same atlas, fields and seeds is read back instead of replayed again, and a
+    killed one resumes with the repeats it had finished.
     ``workers``: processes sharing the repeats (a repeat depends on its seed alone, so the rows
     are the same for any number)."""
     check_int("repeats", repeats, low=1)
@@ -222,24 +236,30 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
     if out is not None and _finished(Path(out), atlas, repeats, first_seed, fields):
         return pd.read_csv(Path(out) / "replays.csv")
     key = _key(atlas, repeats, first_seed, fields)
-    done = Path(out) / "summary.json" if out is not None else None
+    journal = Journal(Path(out) / _JOURNAL, key) if out is not None else None
     start = time.perf_counter()
-    jobs = [(str(atlas.root), Path(out) / f"seed-{k}" if out is not None and write_repeats else None, fields, k)
-            for k in range(first_seed, first_seed + repeats)]
-    if workers == 1 or repeats == 1:
-        _ATLASES[str(atlas.root)] = atlas
-        rows = [_replay_row(job) for job in jobs]
-    else:
-        with multiprocessing.get_context("spawn").Pool(min(workers, repeats)) as pool:
-            rows = pool.map(_replay_row, jobs, chunksize=1)
-    frame = pd.DataFrame(rows)
+
+    def run(seeds):
+        jobs = [(str(atlas.root), Path(out) / f"seed-{k}" if out is not None and write_repeats else None, fields, k)
+                for k in seeds]
+        if workers == 1 or len(jobs) <= 1:
+            _ATLASES[str(atlas.root)] = atlas
+            rows = map(_replay_row, jobs)
+            yield from ((row["repeat"], row) for row in rows)
+        else:
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for row in pool.imap_unordered(_replay_row, jobs, chunksize=1):
+                    yield row["repeat"], row
+
+    frame = pd.DataFrame(_resume(journal, list(range(first_seed, first_seed + repeats)), run))
     if out is not None:
         write_csv(Path(out) / "replays.csv", frame)
         test = summarise(frame.assign(replays="all"), "replays").iloc[0]  # the tables' Student-t interval
-        write_json(done, {**key, "test_ppl_mean": float(test["mean"]) if test.n else None,
-                          "test_ppl_ci95": float(test.ci95),
-                          "selected_none": int(frame.test_ppl.isna().sum()),
-                          "wall_seconds": time.perf_counter() - start})
+        write_json(Path(out) / "summary.json", {**key, "test_ppl_mean": float(test["mean"]) if test.n else None,
+                                                "test_ppl_ci95": float(test.ci95),
+                                                "selected_none": int(frame.test_ppl.isna().sum()),
+                                                "wall_seconds": time.perf_counter() - start})
+        journal.close()
     return frame
 
 
@@ -283,7 +303,8 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     One row per (repeat, method): ``seconds`` (NaN when the method never got there),
     ``spent_seconds`` (its whole cost), ``valid_ppl`` (LSH: its selected model's). With ``out``,
     written there as ``replays.csv`` and ``summary.json`` and read back when finished (from
-    ``committed`` first, as :func:`replay_sweep` does)."""
+    ``committed`` first, as :func:`replay_sweep` does); a killed run resumes with the repeats it
+    had finished."""
     from lshkit.baselines import full_training_search
 
     check_int("repeats", repeats, low=1)
@@ -295,8 +316,9 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
         if folder is not None and _finished(Path(folder), atlas, repeats, first_seed, fields):
             return pd.read_csv(Path(folder) / "replays.csv")
     start = time.perf_counter()
-    rows = []
-    for seed in range(first_seed, first_seed + repeats):
+
+    def repeat(seed: int) -> list[dict]:
+        rows = []
         for ranking in ("ls", "loss"):
             s = replay(atlas, sampler=sampler, ranking=ranking, budget=budget, seed=seed, target_ppl=target_ppl)
             rows.append({"repeat": seed, "method": f"LSH ({ranking} ranking)",
@@ -308,12 +330,18 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
         rows.append({"repeat": seed, "method": "full training", "seconds": result.get("time_to_target_seconds"),
                      "spent_seconds": full["total_seconds"], "valid_ppl": result.get("valid_ppl"),
                      "candidates": full["candidates_trained"]})
-    frame = pd.DataFrame(rows)
+        return rows
+
+    key = _key(atlas, repeats, first_seed, fields)
+    journal = Journal(Path(out) / _JOURNAL, key) if out is not None else None
+    repeats_rows = _resume(journal, list(range(first_seed, first_seed + repeats)),
+                           lambda seeds: ((seed, repeat(seed)) for seed in seeds))
+    frame = pd.DataFrame([row for rows in repeats_rows for row in rows])
     frame["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce")
     frame["valid_ppl"] = pd.to_numeric(frame["valid_ppl"], errors="coerce")
     frame = frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget)
     if out is not None:
         write_csv(Path(out) / "replays.csv", frame)
-        write_json(Path(out) / "summary.json", {**_key(atlas, repeats, first_seed, fields),
-                                                "wall_seconds": time.perf_counter() - start})
+        write_json(Path(out) / "summary.json", {**key, "wall_seconds": time.perf_counter() - start})
+        journal.close()
     return frame

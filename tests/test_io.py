@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from lshkit.io import atomic_write, read_json, run_record, write_csv, write_json
+from lshkit.io import Journal, atomic_write, read_json, run_record, write_csv, write_json
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -43,3 +43,23 @@ def test_run_record_says_what_produced_a_result(tmp_path):
     earlier = read_json(tmp_path / "run.json")["earlier_runs"]
     assert [r["status"] for r in earlier] == ["done"] and earlier[0]["params"] == {"budget": "smoke"}
     assert earlier[0]["wall_seconds"] == done["wall_seconds"]
+
+
+def test_journal_resumes_its_own_experiment_and_drops_a_cut_line(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, {"experiment": (1, 2)})
+    assert journal.done == {}
+    assert journal.add(0, {"ppl": float("nan"), "name": "a"})["name"] == "a"
+    journal.add(1, [1.5, None])
+    with open(path, "a") as f:  # a kill while the third item was written
+        f.write('{"id": 2, "value": [3')
+    again = Journal(path, {"experiment": [1, 2]})  # the same key, read back from JSON
+    assert sorted(again.done) == [0, 1] and again.done[1] == [1.5, None] and again.done[0]["ppl"] != 0
+    again.add(2, 3.0)  # appended after the dropped line, not onto it
+    assert Journal(path, {"experiment": [1, 2]}).done == {0: again.done[0], 1: [1.5, None], 2: 3.0}
+    # Another experiment starts afresh; close removes the file.
+    other = Journal(path, {"experiment": [1, 3]})
+    assert other.done == {} and path.read_text().count("\n") == 1
+    other.close()
+    assert not path.exists()
+

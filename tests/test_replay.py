@@ -152,6 +152,43 @@ def test_replay_command(atlas_dir, tmp_path):
     assert bad.returncode == 2 and "no atlas at" in bad.stderr
 
 
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(count, work):
+    """``work`` that dies (as a killed process would) once it has finished ``count`` calls;
+    the calls it made are counted in ``calls``."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        if len(calls) == count:
+            raise _Killed
+        calls.append(args)
+        return work(*args, **kwargs)
+
+    wrapped.calls = calls
+    return wrapped
+
+
+def test_a_killed_replay_resumes_with_the_repeats_it_finished(atlas_dir, tmp_path, monkeypatch):
+    import lshkit.replay as replay_module
+
+    fields = dict(sampler="tpe", ranking="ls", epochs_per_round=1, pool=6)
+    whole = replay_many(atlas_dir, tmp_path / "whole", repeats=4, **fields)
+    original = replay_module._replay_row
+    monkeypatch.setattr(replay_module, "_replay_row", _killed_after(2, original))
+    with pytest.raises(_Killed):
+        replay_many(atlas_dir, tmp_path / "killed", repeats=4, **fields)
+    assert not (tmp_path / "killed" / "replays.csv").exists()
+    rest = _killed_after(100, original)
+    monkeypatch.setattr(replay_module, "_replay_row", rest)
+    resumed = replay_many(atlas_dir, tmp_path / "killed", repeats=4, **fields)
+    assert [job[-1] for (job,) in rest.calls] == [2, 3]  # only the repeats the kill lost
+    pd.testing.assert_frame_equal(resumed.drop(columns="decision_seconds"), whole.drop(columns="decision_seconds"))
+    assert not (tmp_path / "killed" / "journal.jsonl").exists()
+
+
 def test_replay_many_is_the_same_in_two_processes(atlas_dir, tmp_path):
     fields = dict(sampler="tpe", ranking="ls", epochs_per_round=1, pool=6)
     one = replay_many(atlas_dir, tmp_path / "one", repeats=3, **fields)
@@ -260,6 +297,25 @@ def test_full_training_on_the_atlas_stops_at_the_target(atlas_dir):
     last = rows.groupby("candidate").epoch.max()
     assert rows.valid_ppl.iloc[-1] <= target and (rows[rows.candidate < rows.candidate.max()].valid_ppl > target).all()
     assert last.iloc[:-1].eq(atlas.spec.train_config().epochs).all()
+
+
+def test_a_killed_time_to_target_replay_resumes_with_the_repeats_it_finished(atlas_dir, tmp_path, monkeypatch):
+    import lshkit.baselines
+
+    atlas = load_atlas(atlas_dir)
+    target = float(atlas.candidates().valid_ppl.median())
+    args = dict(repeats=3, budget="smoke", max_candidates=4)
+    whole = replay_time_to_target(atlas, target, out=tmp_path / "whole", **args)
+    original = lshkit.baselines.full_training_search  # the last step of each repeat
+    monkeypatch.setattr(lshkit.baselines, "full_training_search", _killed_after(1, original))
+    with pytest.raises(_Killed):
+        replay_time_to_target(atlas, target, out=tmp_path / "killed", **args)
+    rest = _killed_after(100, original)
+    monkeypatch.setattr(lshkit.baselines, "full_training_search", rest)
+    resumed = replay_time_to_target(atlas, target, out=tmp_path / "killed", **args)
+    assert [call[0].seed for call in rest.calls] == [1, 2]
+    pd.testing.assert_frame_equal(resumed, whole)
+    assert filecmp.cmp(tmp_path / "whole" / "replays.csv", tmp_path / "killed" / "replays.csv", shallow=False)
 
 
 def test_grid_optimum_is_the_best_grid_candidate(atlas_dir):
