@@ -166,10 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "atlas", help="build the tabulated atlas of candidates, or say how far it is",
         description="Train every candidate of the atlas space once, recording every epoch "
                     "(lshkit.atlas); a build skips finished candidates, so a killed one resumes.")
-    p.add_argument("action", choices=("build", "status", "graphs"), help="build: train what is missing; "
-                   "status: what is done, what is missing, measured seconds per candidate; graphs: "
-                   "retrain the sparse candidates up to --epochs and record their masks' spectral gap "
-                   "and graph properties per epoch (for the predictor shoot-out and --ranking gap)")
+    p.add_argument("action", choices=("build", "status", "graphs"), help="build: train what is missing "
+                   "(with its masks' spectral gap and graph properties every epoch); status: what is done, "
+                   "what is missing, measured seconds per candidate; graphs: for an atlas built without "
+                   "them, retrain the sparse candidates up to --epochs and record their masks' graphs per "
+                   "epoch (for the predictor shoot-out and --ranking gap; reproduces the recorded masks only "
+                   "with the build's code, library versions and CPU)")
     p.add_argument("--epochs", type=int, default=5,
                    help="graphs: the last epoch whose masks are recorded. Default: %(default)s")
     p.add_argument("--scale", choices=ATLAS_SCALES, default="atlas",
