@@ -23,8 +23,10 @@ training, evaluation and each LS, and the process's CPU seconds of each (one thr
 so CPU seconds are what the work costs even when the machine is shared, and what a replay's
 simulated clock counts).
 
-A record depends on its configuration and seed alone (seeded trainer, one torch thread per
-worker): never on build order, worker count, or which other candidates exist. Each candidate is
+On one machine a record depends on its configuration and seed alone (seeded trainer, one torch
+thread per worker): never on build order, worker count, or which other candidates exist. Another
+CPU's kernels round differently, and prune/regrow turns the last bits into other masks within an
+epoch or two: a rebuild there is statistically equal, not bit-equal. Each candidate is
 its own small file set under ``<root>/<name>/`` (``record.json`` written last, so its presence
 marks a finished candidate); a build skips what exists, so a killed build resumes and an atlas can
 be completed over several sittings.

@@ -7,8 +7,10 @@ of ``ranking="gap"``, read from the masks' graphs the atlas took (:func:`lshkit.
 costs too little to count), as Syne Tune's
 simulator backend does with tabulated benchmarks. The LSH loop, the loss-based baseline, grid,
 random, TPE, ATPE, BOHB and Hyperband run unchanged on it. A replay equals the real search with
-the same seed because a candidate's record depends on its configuration and training seed alone
-and resuming training equals training straight through (tests/test_replay.py checks it).
+the same seed on the atlas's machine because a candidate's record depends on its configuration
+and training seed alone and resuming training equals training straight through
+(tests/test_replay.py checks it); on another CPU the trained search's numbers differ as any
+retraining's do.
 
 What differs from training, stated in every summary: the samplers see the atlas grid (the death
 rate categorical over the atlas's values; grid search takes the 24 variants at the middle one,
