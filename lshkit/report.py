@@ -298,6 +298,8 @@ PALETTE = {
     "spectral gap (min)": "#ca9161",   # the weakest layer's spectral gap (arXiv 2403.11100)
     "spectral gap (mean)": "#fbafe4",  # the layers' mean spectral gap
     "graph forest": "#56b4e9",         # a random forest on mask graph properties (arXiv 2407.20601)
+    "selection": "#ece133",            # a search's selection phase (Table 4)
+    "extensive training": "#555555",   # the survivors' training to the end (Table 4)
 }
 
 
