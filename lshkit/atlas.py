@@ -431,11 +431,9 @@ def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="
     ``epochs`` (or its last) and take its masks' spectral gap and graph properties
     (:class:`lshkit.tracking.GraphCallback`) at epoch 0 and after every epoch, where the atlas
     took its mask hashes: for an atlas whose build did not take them. Every hash must equal the
-    recorded one, or the retraining did not reproduce the atlas: an error naming the candidate
-    and epoch. Other code or library versions do that, and so does another CPU: its instruction
-    set picks other kernels, whose last bits differ, and prune/regrow turns those bits into other
-    masks within an epoch or two. Returns what ``graphs.json`` holds: ``name``, ``epochs`` (one
-    row per epoch) and ``versions``."""
+    recorded one, or the retraining did not reproduce the atlas (other code, library versions or
+    CPU; see the module docstring): an error naming the candidate and epoch. Returns what
+    ``graphs.json`` holds: ``name``, ``epochs`` (one row per epoch) and ``versions``."""
     from lshkit.dst import SparseConfig
     from lshkit.tracking import GraphCallback
     from lshkit.train import Trainer, TrainingDiverged

@@ -171,7 +171,7 @@ def seed_noise(atlas: Atlas) -> pd.DataFrame:
     frame = atlas.candidates()
     frame = frame[frame.status == "ok"]
     rows = []
-    for configuration, group in frame.groupby("configuration", sort=True):
+    for configuration, group in frame.groupby("configuration"):
         if len(group) < 2:
             continue
         rows.append({"configuration": configuration, "seeds": len(group),

@@ -62,4 +62,3 @@ def test_journal_resumes_its_own_experiment_and_drops_a_cut_line(tmp_path):
     assert other.done == {} and path.read_text().count("\n") == 1
     other.close()
     assert not path.exists()
-
