@@ -23,11 +23,12 @@ SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = ("smoke", "low", "moderate", "high")
 SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 RANKINGS = ("ls", "loss", "gap")
-EMBEDDINGS = ("pca", "tsne", "raw", "same_epoch")
+EMBEDDINGS = ("pca", "tsne", "raw")
+REFERENCES = ("same_epoch", "final")
 DISTANCES = ("l2", "cos")
 EMBEDDING_FITS = ("candidate", "joint")
 LS_CONVENTIONS = ("paper", "full")
-ATLAS_SCALES = ("atlas", "smoke", "cpu", "paper")
+ATLAS_NAMES = ("atlas", "pass", "smoke", "cpu", "paper")
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -38,6 +39,13 @@ def _override(text: str) -> tuple[str, object]:
         return name, json.loads(value)
     except json.JSONDecodeError:
         return name, value
+
+
+def _embedding(text: str) -> str:
+    if text == "same_epoch":
+        raise argparse.ArgumentTypeError("'same_epoch' is now --embedding raw --reference same_epoch "
+                                         f"(valid embeddings: {', '.join(EMBEDDINGS)})")
+    return text
 
 
 def _config_options(p: argparse.ArgumentParser) -> None:
@@ -62,9 +70,13 @@ def _config_options(p: argparse.ArgumentParser) -> None:
                    help="ls: distance to the dense reference in the LS space (LSH); loss: validation "
                         "loss (the paper's baseline); gap: the masks' smallest spectral gap, larger "
                         "first (arXiv 2403.11100). Default: %(default)s")
-    g.add_argument("--embedding", choices=EMBEDDINGS, default="pca",
-                   help="LS space (paper App. B): pca (2-D), tsne, raw LS, or same_epoch (plain L2 to "
-                        "the reference at the same epoch, the authors' code). Default: %(default)s")
+    g.add_argument("--embedding", choices=EMBEDDINGS, default="pca", type=_embedding,
+                   help="LS space (paper App. B): pca (2-D), tsne or the raw LS. Default: %(default)s")
+    g.add_argument("--reference", choices=REFERENCES, default="same_epoch",
+                   help="the dense LS a candidate is compared with: same_epoch, its LS at the "
+                        "candidate's epoch (the authors' code, which made the paper's numbers); final, "
+                        "its LS at its last epoch (the paper's text read literally). With --embedding "
+                        "raw, same_epoch is the authors' plain L2. Default: %(default)s")
     g.add_argument("--embedding-fit", choices=EMBEDDING_FITS, default="candidate",
                    help="candidate: one embedding per candidate over the reference and its LS history, "
                         "as Appendix B writes it; joint: one over the reference and every history. "
@@ -174,12 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "with the build's code, library versions and CPU)")
     p.add_argument("--epochs", type=int, default=5,
                    help="graphs: the last epoch whose masks are recorded. Default: %(default)s")
-    p.add_argument("--scale", choices=ATLAS_SCALES, default="atlas",
-                   help="TrainConfig preset of the candidates. Default: %(default)s")
+    p.add_argument("--scale", choices=ATLAS_NAMES, default="atlas",
+                   help="which atlas (lshkit.atlas.PRESETS): atlas, the first (epochs of 40,000 tokens); "
+                        "pass (one PTB pass an epoch, the paper's); smoke, cpu, paper: the full grid at "
+                        "those TrainConfig presets. Default: %(default)s")
     p.add_argument("--root", default=None, help="atlas folder. Default: results/atlas/<scale>")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, one torch thread each. Default: %(default)s")
     p.add_argument("--limit", type=int, default=None, help="build at most this many candidates now")
+    p.add_argument("--storage", default=None,
+                   help="build: a queue shared by builders in other processes or on other machines "
+                        "(journal:///path.log or path.log on one machine, postgresql://user:pw@host/db "
+                        "for several, all writing into one --root on a shared file system): each "
+                        "candidate is claimed once, a dead builder's taken over. Default: none")
+    p.add_argument("--device", default="cpu",
+                   help="build: torch device each candidate trains on (cpu, cuda, cuda:1, ...). "
+                        "Default: %(default)s")
+    p.add_argument("--stale-after", type=float, default=1800.0,
+                   help="build with --storage: seconds without a heartbeat after which another "
+                        "builder's candidate is taken over. Default: %(default)s")
     p.add_argument("--data-dir", default=None,
                    help="where the corpus files are. Default: $LSHKIT_DATA_DIR, then data/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -195,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pool", type=int, default=None, help="initial pool size, overriding --budget's")
     g.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Default: %(default)s")
     g.add_argument("--ranking", choices=RANKINGS, default="ls", help="Default: %(default)s")
-    g.add_argument("--embedding", choices=EMBEDDINGS, default="pca", help="Default: %(default)s")
+    g.add_argument("--embedding", choices=EMBEDDINGS, default="pca", type=_embedding, help="Default: %(default)s")
+    g.add_argument("--reference", choices=REFERENCES, default="same_epoch",
+                   help="the dense LS compared with: at the candidate's epoch (the authors' code) or its "
+                        "final one. Default: %(default)s")
     g.add_argument("--embedding-fit", choices=EMBEDDING_FITS, default="candidate", help="Default: %(default)s")
     g.add_argument("--distance", choices=DISTANCES, default="l2", help="Default: %(default)s")
     g.add_argument("--ls-convention", choices=LS_CONVENTIONS, default="paper", help="Default: %(default)s")
@@ -223,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_CONFIG_FIELDS = ("model", "scale", "budget", "pool", "sampler", "ranking", "embedding", "embedding_fit",
-                  "distance",
+_CONFIG_FIELDS = ("model", "scale", "budget", "pool", "sampler", "ranking", "embedding", "reference",
+                  "embedding_fit", "distance",
                   "epochs_per_round", "rounds", "sparsity", "seed", "ls_samples", "ls_steps",
                   "ls_convention", "stable_warmup", "final_survivors", "final_epochs", "target_ppl", "eta")
 
@@ -355,7 +383,7 @@ def _atlas(args, command) -> int:
               + ", ".join(f"{'none' if e < 0 else f'epoch {e}'}: {reach[e]}" for e in sorted(reach)))
         return 0
     try:
-        spec = atlas.AtlasSpec(scale=args.scale)
+        spec = atlas.AtlasSpec.preset(args.scale)
         if args.workers < 1 or (args.limit is not None and args.limit < 1) or args.epochs < 1:
             raise ValueError(f"--workers={args.workers}, --limit={args.limit} and --epochs={args.epochs} "
                              "must be positive")
@@ -369,7 +397,8 @@ def _atlas(args, command) -> int:
         print(f"recorded the mask graphs of {len(done)} candidate(s) up to epoch {args.epochs} in {root}")
         return 0
     built = atlas.build_atlas(spec, root, workers=args.workers, data_dir=args.data_dir, limit=args.limit,
-                              progress=False if args.quiet else None)
+                              progress=False if args.quiet else None, storage=args.storage,
+                              device=args.device, stale_after=args.stale_after)
     print(f"built {len(built)} candidate(s) into {root}")
     return 0
 
@@ -378,7 +407,7 @@ def _replay(args, command) -> int:
     from lshkit.atlas import load_atlas
     from lshkit.replay import replay_many
 
-    fields = {k: getattr(args, k) for k in ("budget", "pool", "sampler", "ranking", "embedding",
+    fields = {k: getattr(args, k) for k in ("budget", "pool", "sampler", "ranking", "embedding", "reference",
                                            "embedding_fit", "distance", "ls_convention", "epochs_per_round")}
     try:
         atlas = load_atlas(args.atlas)

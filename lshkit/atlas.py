@@ -58,7 +58,7 @@ import pandas as pd
 from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_json
 
-__all__ = ["AtlasSpec", "Atlas", "build_atlas", "record_graphs", "graph_candidate", "atlas_status",
+__all__ = ["AtlasSpec", "Atlas", "build_atlas", "covering_variants", "record_graphs", "graph_candidate", "atlas_status",
            "load_atlas", "candidate_name", "configuration_name", "ATLAS_ROOT", "CONVENTIONS"]
 
 #: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
@@ -66,6 +66,7 @@ ATLAS_ROOT = Path("results") / "atlas"
 #: Both LS conventions are recorded (:func:`lshkit.ls.model_spectrum`).
 CONVENTIONS = ("paper", "full")
 _SPEC_FILE = "atlas.json"
+PASS_EPOCHS = 7  # the dense model: 222, 176, 163, 151.6, 149.8, 145.3, 145.4 (README, "The second atlas")
 _GRAPHS_FILE = "graphs.json"
 # The space's dimensions in one fixed order (names, grids and the samplers' draws depend on it,
 # and a spec read back from JSON has its keys sorted).
@@ -90,6 +91,7 @@ class AtlasSpec(JSONConfig):
     ls_samples: int = 2                            # K (Table A1's LS batch size)
     ls_steps: int = 35                             # T
     variants: dict | None = None                   # name -> choices of the methodological dimensions (None: the authors')
+    build_first: dict | None = None                # death rate -> how many covering variants are built first
     train_overrides: dict = field(default_factory=dict)  # TrainConfig fields changed from the preset
 
     def __post_init__(self):
@@ -112,12 +114,38 @@ class AtlasSpec(JSONConfig):
             if isinstance(s, bool) or not isinstance(s, int) or s < 0 or s == self.seed:
                 raise ValueError(f"AtlasSpec.replicate_seeds entry {s!r} is not valid; each must be an "
                                  f"integer >= 0 other than seed={self.seed}")
+        if self.build_first is not None:
+            # JSON keys are strings: one canonical spelling of each rate, so a spec read back equals it.
+            per_rate = {}
+            for rate, count in self.build_first.items():
+                try:
+                    key = float(rate)
+                except (TypeError, ValueError):
+                    key = None
+                if key not in self.death_rates:
+                    raise ValueError(f"AtlasSpec.build_first names death rate {rate!r}, which is not "
+                                     f"one of death_rates {list(self.death_rates)}")
+                check_positive_int(f"AtlasSpec.build_first[{rate!r}]", count)
+                per_rate[repr(key)] = count
+            self.build_first = dict(sorted(per_rate.items()))
         check_positive_int("AtlasSpec.ls_samples", self.ls_samples)
         check_positive_int("AtlasSpec.ls_steps", self.ls_steps)
         self.train_config()  # the overrides must make a valid TrainConfig
         if self.replicates > len(self.grid()):
             raise ValueError(f"AtlasSpec.replicates={self.replicates} exceeds the {len(self.grid())} "
                              "grid candidates")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d["build_first"] is None:  # left out, so atlases specified before the field keep their keys
+            del d["build_first"]
+        return d
+
+    @classmethod
+    def preset(cls, name: str) -> "AtlasSpec":
+        """The atlas called ``name`` (:data:`PRESETS`); it lives in ``ATLAS_ROOT / name``."""
+        check_choice("atlas", name, tuple(PRESETS))
+        return cls(**PRESETS[name])
 
     def train_config(self, seed: int | None = None):
         from lshkit.train import TrainConfig
@@ -127,7 +155,8 @@ class AtlasSpec(JSONConfig):
 
     def space(self):
         """The atlas grid as a :class:`~lshkit.samplers.SearchSpace` (death rate categorical over
-        ``death_rates``): the space the samplers see when a search replays on this atlas."""
+        ``death_rates``): the space the samplers see when a search replays on this atlas once it
+        is complete (:meth:`Atlas.space` while it is not)."""
         from lshkit.samplers import Categorical, SearchSpace
 
         dims = {name: dim for name, dim in SearchSpace.authors().items() if name != "death_rate"}
@@ -139,10 +168,26 @@ class AtlasSpec(JSONConfig):
     def grid(self) -> list[dict]:
         return self.space().grid_points()
 
-    def replicate_params(self) -> list[dict]:
-        """``replicates`` grid candidates evenly spread over the grid's order, so that the
-        replicated ones differ in every dimension."""
+    def first_grid(self) -> list[dict]:
+        """The grid candidates built first (grid order): at each death rate ``build_first``
+        names, that many :func:`covering_variants`; at the others, every variant."""
         grid = self.grid()
+        if not self.build_first:
+            return grid
+        rates = {}
+        for p in grid:
+            rates.setdefault(p["death_rate"], []).append(p)
+        chosen = []
+        for rate, points in rates.items():
+            count = self.build_first.get(repr(rate), len(points))
+            variants = covering_variants([{k: v for k, v in p.items() if k != "death_rate"} for p in points], count)
+            chosen += [p for p in points if {k: v for k, v in p.items() if k != "death_rate"} in variants]
+        return [p for p in grid if p in chosen]
+
+    def replicate_params(self) -> list[dict]:
+        """``replicates`` of the first-built grid candidates evenly spread over the grid's order,
+        so that the replicated ones differ in every dimension."""
+        grid = self.first_grid()
         if self.replicates == 0:
             return []
         if self.replicates == 1:
@@ -150,12 +195,51 @@ class AtlasSpec(JSONConfig):
         return [grid[round(i * (len(grid) - 1) / (self.replicates - 1))] for i in range(self.replicates)]
 
     def candidates(self) -> list[tuple[dict | None, int]]:
-        """Every (params, seed) of the atlas, the dense model first (params None), then the grid,
-        then the replicates."""
-        out = [(None, self.seed)] + [(p, self.seed) for p in self.grid()]
+        """Every (params, seed) of the atlas in build order: the dense model first (params None),
+        then the first-built grid candidates, the replicates, and the rest of the grid."""
+        first = self.first_grid()
+        out = [(None, self.seed)] + [(p, self.seed) for p in first]
         for s in self.replicate_seeds:
             out += [(None, s)] + [(p, s) for p in self.replicate_params()]
-        return out
+        return out + [(p, self.seed) for p in self.grid() if p not in first]
+
+
+#: The atlases by name (their folder under :data:`ATLAS_ROOT`). ``atlas``: the first, committed,
+#: whose epochs are 40,000 training tokens, so its E = 3 comes before the models leave the unigram
+#: plateau. ``pass``: the paper's epoch, one full pass over PTB's training split, validated on the
+#: whole validation split, trained for the epochs after which the dense model's validation
+#: perplexity improves by less than 1% an epoch (:data:`PASS_EPOCHS`); the full grid, built in an
+#: order that makes a partial atlas useful: every variant at death rate 0.65 (the grid search's
+#: space), six covering ones at 0.4 and 0.9 (:func:`covering_variants`), two of them and the dense
+#: model with two more seeds, then the rest of the grid. ``smoke``, ``cpu``, ``paper``: the full
+#: grid at those TrainConfig presets.
+PRESETS = {
+    "atlas": dict(scale="atlas"),
+    "pass": dict(scale="atlas", build_first={0.4: 6, 0.9: 6}, replicates=2, replicate_seeds=(1, 2),
+                 train_overrides=dict(epoch_tokens=None, valid_tokens=None, epochs=PASS_EPOCHS)),
+    "smoke": dict(scale="smoke"),
+    "cpu": dict(scale="cpu"),
+    "paper": dict(scale="paper"),
+}
+
+
+def covering_variants(variants: list[dict], count: int) -> list[dict]:
+    """``count`` of ``variants`` (configurations in grid order) that cover every value of every
+    dimension as evenly as ``count`` allows: each pick is the variant whose values have been
+    picked least so far (the sum of their counts), the earliest in grid order on a tie. With 6 of
+    the authors' 24: both inits three times, every death mode at least once, every redistribution
+    twice. Deterministic, so an atlas spec names its configurations by ``count`` alone."""
+    if count > len(variants):
+        raise ValueError(f"{count} variants asked for; the space has {len(variants)}")
+    counts, picked = {}, []
+    remaining = list(variants)
+    for _ in range(count):
+        best = min(remaining, key=lambda v: sum(counts.get(item, 0) for item in v.items()))
+        remaining.remove(best)
+        picked.append(best)
+        for item in best.items():
+            counts[item] = counts.get(item, 0) + 1
+    return [v for v in variants if v in picked]
 
 
 def configuration_name(params: dict | None) -> str:
@@ -356,9 +440,9 @@ def _corpus(spec: AtlasSpec):
 
 
 def _build_one(job) -> str:
-    spec_json, params, seed, folder = job
+    spec_json, params, seed, folder, device = job
     spec = AtlasSpec.from_json(spec_json)
-    _save(Path(folder), train_candidate(spec, params, seed, _corpus(spec)))
+    _save(Path(folder), train_candidate(spec, params, seed, _corpus(spec), device=device))
     return Path(folder).name
 
 
@@ -394,20 +478,71 @@ def _run_jobs(work, todo: list, workers: int, data_dir, desc: str, progress: boo
     return done
 
 
+def _queue_builder(storage: str, spec_json: str, jobs: dict, data_dir, stale_after: float) -> list[str]:
+    """One builder process on a shared storage: claims candidates from the queue until every one
+    is finished by someone (:class:`lshkit.storage.JobQueue`); returns the names it built."""
+    from lshkit.storage import JobQueue, open_storage
+
+    _init_worker(data_dir)
+    spec = AtlasSpec.from_json(spec_json)
+    queue = JobQueue(open_storage(storage), f"atlas-{spec.scale}-{hashlib.sha256(spec_json.encode()).hexdigest()[:12]}",
+                     stale_after=stale_after)
+    built = []
+
+    def work(job):
+        folder = Path(job.spec["folder"])
+        if not (folder / "record.json").exists():  # finished by a builder without this storage
+            _build_one((spec_json, job.spec["params"], job.spec["seed"], str(folder), job.spec["device"]))
+            built.append(folder.name)
+        return {"name": folder.name}
+
+    queue.run(jobs, work)
+    lost = [name for name, job in jobs.items() if not (Path(job["folder"]) / "record.json").exists()]
+    if lost:
+        raise RuntimeError(f"the storage {storage} says {', '.join(lost)} were built, but their folders hold no "
+                           "record.json: it served another build of this specification into another root; "
+                           "use a fresh storage for this root")
+    return built
+
+
+def _queue_worker(args) -> list[str]:
+    return _queue_builder(*args)
+
+
 def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, limit: int | None = None,
-                progress: bool | None = None) -> list[str]:
+                progress: bool | None = None, storage: str | None = None, device: str = "cpu",
+                stale_after: float = 1800.0) -> list[str]:
     """Train every candidate of ``spec`` not yet in ``root`` (default ``results/atlas/<scale>``)
-    in ``workers`` processes of one torch thread each; returns the names built. ``limit``: build
-    at most that many this time (the rest another time)."""
+    in ``workers`` processes of one torch thread each; returns the names built (by this call's
+    processes). ``limit``: build at most that many this time (the rest another time).
+
+    ``storage`` (a journal file or database URL, :mod:`lshkit.storage`): the builders, in this
+    call and in any other process or machine given the same storage and ``root`` (a shared file
+    system), claim candidates from one queue, so each is trained once; a candidate whose builder
+    died (on this host) or sent no heartbeat for ``stale_after`` seconds is taken over and
+    trained again from the start. ``device``: where each candidate trains (a GPU machine's
+    builders each take one)."""
     check_positive_int("workers", workers)
     if limit is not None:
         check_positive_int("limit", limit)
     root = Path(root or ATLAS_ROOT / spec.scale)
     _check_spec_file(root, spec)
-    todo = [(spec.to_json(), p, s, str(root / candidate_name(p, s))) for p, s in spec.candidates()
+    todo = [(spec.to_json(), p, s, str(root / candidate_name(p, s)), str(device)) for p, s in spec.candidates()
             if not (root / candidate_name(p, s) / "record.json").exists()]
     todo = todo[:limit] if limit is not None else todo
-    return _run_jobs(_build_one, todo, workers, data_dir, f"atlas {spec.scale}", progress)
+    if storage is None:
+        return _run_jobs(_build_one, todo, workers, data_dir, f"atlas {spec.scale}", progress)
+    from lshkit.storage import check_workers, open_storage
+
+    check_workers(storage, workers)
+    open_storage(storage)  # a storage that cannot be opened fails here, before any training
+    jobs = {Path(folder).name: {"params": p, "seed": s, "folder": folder, "device": d}
+            for _, p, s, folder, d in todo}
+    args = (storage, spec.to_json(), jobs, data_dir, stale_after)
+    if workers == 1:
+        return _queue_builder(*args)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return sorted(name for names in pool.map(_queue_worker, [args] * workers) for name in names)
 
 
 # ------------------------------------------------------------------------------ the masks' graphs
@@ -510,6 +645,22 @@ class Atlas:
 
     def name(self, params: dict | None, seed: int) -> str:
         return candidate_name(params, seed)
+
+    def space(self):
+        """The space a search replayed on this atlas sees: the spec's grid
+        (:meth:`AtlasSpec.space`), restricted, while the atlas is being built, to the
+        configurations recorded with the main seed (a partial :class:`~lshkit.samplers.SearchSpace`:
+        the samplers redraw any other)."""
+        from lshkit.samplers import SearchSpace
+
+        space = self.spec.space()
+        recorded = [p for p in space.grid_points() if candidate_name(p, self.spec.seed) in self.records]
+        if len(recorded) == space.size():
+            return space
+        if not recorded:
+            raise ValueError(f"the atlas at {self.root} has no pruned candidate yet: build some with "
+                             f"`python -m lshkit atlas build`")
+        return SearchSpace(dict(space.items()), points=recorded)
 
     def record(self, params: dict | None, seed: int) -> dict:
         """The record of (params, seed); a clear error naming the candidate if the atlas lacks it."""

@@ -7,8 +7,20 @@ Paper §3.2 and Appendix B: the reference LS ``Λ̂`` and every candidate's LS h
 
 and candidates are ranked by ``s_i`` (nearest first). The paper's choice is a 2-D PCA with
 the L2 distance; Appendix B (Table B2) also uses t-SNE and the raw LS with L2 and cosine.
-The authors' released code instead takes the plain L2 between the candidate's LS and the
-reference's LS *at the same epoch* (the authors' released code): ``embedding="same_epoch"`` here.
+
+Which LS is ``Λ̂``, "the LS of the reference network", the paper does not say; Appendix B's text
+speaks of "the embedded LS of reference and candidate at the current epoch", and the authors'
+released code compares each candidate with the dense model's LS *at the same epoch*. Both
+readings (:data:`REFERENCES`) are a choice of the ``reference`` passed in:
+
+- ``"final"``: one vector [N], the dense model's LS at its last epoch; every candidate's history
+  is embedded with it.
+- ``"same_epoch"``: the dense model's LS at every epoch, [epochs, N]; a candidate at epoch e is
+  embedded with the dense history up to e, ``[Λ̂_0, …, Λ̂_e, Λ^i_0, …, Λ^i_e]``, so the
+  reference enters the fit exactly as the candidate does, and row j of the candidate is compared
+  with the embedded ``Λ̂_j``. With ``fit="joint"`` the dense history up to the latest epoch any
+  candidate has reached enters the one fit. With ``embedding="raw"`` this is the authors' code:
+  the plain distance between ``Λ^i_e`` and ``Λ̂_e``.
 
 Typical use::
 
@@ -31,7 +43,8 @@ from sklearn.manifold import TSNE
 from lshkit.env import small_matrix_blas
 
 EMBEDDINGS = ("pca", "tsne", "raw")
-SPACES = EMBEDDINGS + ("same_epoch",)
+#: Which dense LS a candidate is compared with (module docstring): the authors' code's first.
+REFERENCES = ("same_epoch", "final")
 DISTANCES = ("l2", "cos")
 #: "candidate": one fit per candidate over the reference and that candidate's history, as the
 #: Appendix B equation writes it; "joint": one fit over the reference and every history.
@@ -39,6 +52,10 @@ FITS = ("candidate", "joint")
 
 
 def _check_choice(kind: str, value, valid) -> None:
+    if kind == "embedding" and value == "same_epoch":
+        raise ValueError("embedding 'same_epoch' is now embedding='raw' with reference='same_epoch' "
+                         "(the reference is its own option; valid embeddings: "
+                         f"{', '.join(map(repr, valid))})")
     if value not in valid:
         raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(map(repr, valid))}")
 
@@ -172,11 +189,12 @@ def point_distance(p, q, kind: str = "l2") -> float:
 class LSSpace:
     """Embedded LS of the reference and of every candidate's history.
 
-    ``reference``: [R, d]; R = 1 except for ``same_epoch`` with a per-epoch reference, where
-    row j is the reference at epoch j. ``points``: candidate id -> [epochs, d], one row per
-    history row; rows left out of the fit (non-finite LS) are NaN. ``distances`` compares each
-    candidate's current (last) row with the reference (row of the same epoch for a per-epoch
-    reference); a candidate whose current row is NaN is at distance +inf.
+    ``reference``: [R, d], the embedded reference; R = 1 for the final reading, and for the
+    same-epoch reading row j is the dense LS at epoch j. ``points``: candidate id -> [epochs, d],
+    one row per history row; rows left out of the fit (non-finite LS) are NaN. With one fit per
+    candidate, ``references`` holds each candidate's own embedded reference rows. ``distances``
+    compares each candidate's current (last) row with the reference (the row of the same epoch
+    for the same-epoch reading); a candidate whose current row is NaN is at distance +inf.
     """
 
     embedding: str
@@ -187,11 +205,10 @@ class LSSpace:
     def reference_point(self, cid: Hashable, row: int | None = None) -> np.ndarray:
         """The reference point that row ``row`` (default: the current, last one) of candidate
         ``cid`` is compared with."""
-        if self.references is not None:
-            return self.references[cid][0]
-        if len(self.reference) == 1:
-            return self.reference[0]
-        return self.reference[len(self.points[cid]) - 1 if row is None else row]
+        reference = self.reference if self.references is None else self.references[cid]
+        if len(reference) == 1:
+            return reference[0]
+        return reference[len(self.points[cid]) - 1 if row is None else row]
 
     def distances(self, distance: str = "l2") -> dict[Hashable, float]:
         _check_choice("distance", distance, DISTANCES)
@@ -233,25 +250,21 @@ def ls_space(
 ) -> LSSpace:
     """Embed ``[reference; history rows]`` (Appendix B equation): with ``fit="candidate"`` one
     embedding per candidate over the reference and that candidate's history (the paper's
-    equation; then ``references`` holds each candidate's reference point and coordinates of
+    equation; then ``references`` holds each candidate's reference points and coordinates of
     different candidates are not comparable), with ``fit="joint"`` one over the reference and
     every history together.
 
-    reference: the dense reference LS [N]; for ``embedding="same_epoch"`` it may also be
-    per epoch, [epochs, N], where row j must be taken at the same epoch as row j of every
-    history. histories: candidate id -> LS history [epochs_so_far, N], the last row being
-    the current epoch. Non-finite history rows are left out of the fit (their points are NaN),
-    and so are all rows of a candidate whose current LS is non-finite, so one diverged
+    reference: the dense LS, [N] (the final reading) or [epochs, N] (the same-epoch reading, row
+    j taken at the same epoch as row j of every history; which of its rows enter a fit: the
+    module docstring). histories: candidate id -> LS history [epochs_so_far, N], the last row
+    being the current epoch. Non-finite history rows are left out of the fit (their points are
+    NaN), and so are all rows of a candidate whose current LS is non-finite, so one diverged
     candidate never moves anyone else's coordinates.
     """
-    _check_choice("embedding", embedding, SPACES)
+    _check_choice("embedding", embedding, EMBEDDINGS)
     _check_choice("fit", fit, FITS)
     ref = np.asarray(reference, dtype=np.float64)
-    if ref.ndim == 2 and embedding != "same_epoch":
-        raise ValueError(
-            f"a per-epoch reference [epochs, N] only applies to embedding='same_epoch'; "
-            f"for {embedding!r} pass the reference LS as one vector [N]"
-        )
+    per_epoch = ref.ndim == 2
     ref = np.atleast_2d(ref)
     if ref.ndim != 2 or ref.shape[1] == 0:
         raise ValueError(f"reference must be [N] or [epochs, N], got shape {np.shape(reference)}")
@@ -259,16 +272,20 @@ def ls_space(
         raise ValueError("the reference LS holds NaN or inf; nothing can be ranked against it")
     n_exponents = ref.shape[1]
     rows = {cid: _as_ls(cid, h, n_exponents) for cid, h in histories.items()}
-    if embedding == "same_epoch":
+    if per_epoch:
         for cid, h in rows.items():
-            if len(ref) > 1 and len(h) > len(ref):
+            if len(h) > len(ref):
                 raise ValueError(
-                    f"candidate {cid!r} is at epoch {len(h)} but the per-epoch reference "
-                    f"only has {len(ref)} epochs"
+                    f"candidate {cid!r} is at epoch {len(h) - 1} but the per-epoch reference "
+                    f"only reaches epoch {len(ref) - 1}"
                 )
+    if embedding == "raw":  # fitted to nothing: the LS vectors themselves
         points = {cid: np.where(np.isfinite(h).all(axis=1, keepdims=True), h, np.nan)
                   for cid, h in rows.items()}
         return LSSpace(embedding, ref.copy(), points)
+
+    def reference_rows(histories):  # the dense rows that enter a fit over these histories
+        return ref[: max(len(h) for h in histories)] if per_epoch else ref
 
     # Rows of a candidate whose current LS is non-finite are all dropped: its history would
     # otherwise still shape the axes everyone else is ranked on.
@@ -276,32 +293,35 @@ def ls_space(
         cid: np.isfinite(h).all(axis=1) & bool(np.isfinite(h[-1]).all()) for cid, h in rows.items()
     }
     with small_matrix_blas():
-        if fit == "candidate" and embedding != "raw":  # the raw LS is fitted to nothing
-            fits = {cid: _fit(ref, {cid: h}, {cid: keep[cid]}, embedding, n_components, random_state)
+        if fit == "candidate":
+            fits = {cid: _fit(reference_rows([h]), {cid: h}, {cid: keep[cid]}, embedding, n_components,
+                              random_state)
                     for cid, h in rows.items()}
             return LSSpace(embedding, np.full((1, n_components), np.nan),
                            {cid: f[1][cid] for cid, f in fits.items()}, {cid: f[0] for cid, f in fits.items()})
-        reference_point, points = _fit(ref, rows, keep, embedding, n_components, random_state)
-    return LSSpace(embedding, reference_point, points)
+        reference_points, points = _fit(reference_rows(rows.values()) if rows else ref, rows, keep, embedding,
+                                        n_components, random_state)
+    return LSSpace(embedding, reference_points, points)
 
 
 def _fit(ref, rows, keep, embedding, n_components, random_state):
     """One embedding fitted on ``[ref; the kept rows of every history in rows]``: the reference's
-    point [1, d] and every history's points."""
+    points [len(ref), d] and every history's points."""
     stacked = np.concatenate([ref] + [h[keep[cid]] for cid, h in rows.items()])
-    if len(stacked) == 1:  # no finite candidate: nothing to fit, everyone is at +inf
-        coords = stacked if embedding == "raw" else np.zeros((1, n_components))
+    if len(stacked) == len(ref) and not any(keep[cid].any() for cid in rows):
+        # no finite candidate: nothing to rank, everyone is at +inf
+        coords = np.zeros((len(ref), n_components))
     else:
         est = LSEmbedding(embedding, n_components=n_components, random_state=random_state)
         coords = est.fit_transform(stacked)
-    points, start = {}, 1
+    points, start = {}, len(ref)
     for cid, h in rows.items():
         out = np.full((len(h), coords.shape[1]), np.nan)
         n_kept = int(keep[cid].sum())
         out[keep[cid]] = coords[start : start + n_kept]
         start += n_kept
         points[cid] = out
-    return coords[:1].copy(), points
+    return coords[: len(ref)].copy(), points
 
 
 def ls_distances(
@@ -315,8 +335,8 @@ def ls_distances(
 ) -> dict[Hashable, float]:
     """Each candidate's distance between its current embedded LS and the embedded reference.
 
-    ``embedding`` in {"pca", "tsne", "raw", "same_epoch"}, ``distance`` in {"l2", "cos"}; see
-    :func:`ls_space` for the inputs. Non-finite current LS: distance +inf.
+    ``embedding`` in {"pca", "tsne", "raw"}, ``distance`` in {"l2", "cos"}; see
+    :func:`ls_space` for the inputs (the reference's shape chooses the reading). Non-finite current LS: distance +inf.
     """
     _check_choice("distance", distance, DISTANCES)
     space = ls_space(reference, histories, embedding=embedding, random_state=random_state, fit=fit)

@@ -58,10 +58,15 @@ def atlas_config(atlas: Atlas, **fields) -> SearchConfig:
     variants at the atlas's middle death rate). ``fields`` set the rest (sampler, ranking,
     budget, embedding, distance, epochs_per_round, seed, ...)."""
     spec = atlas.spec
-    space = spec.space()
+    space = atlas.space()
     if fields.get("sampler") == "grid":
         rates = space["death_rate"].values()
-        space = SearchSpace({**dict(space.items()), "death_rate": Categorical((rates[len(rates) // 2],))})
+        middle = rates[len(rates) // 2]
+        points = space.points and [p for p in space.points if p["death_rate"] == middle]
+        if points == []:
+            raise ValueError(f"the atlas at {atlas.root} has no candidate at death rate {middle} yet: grid search "
+                             "has nothing to replay")
+        space = SearchSpace({**dict(space.items()), "death_rate": Categorical((middle,))}, points=points)
     fixed = dict(_fixed(spec), space=space.to_dict())
     clash = {k: v for k, v in fields.items() if k in fixed and v != fixed[k]}
     if clash:

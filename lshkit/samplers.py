@@ -26,7 +26,7 @@ What each name does here:
 alone, so samplers compared under one seed start from the same pool. ``propose`` derives its
 randomness from ``(seed, len(history))``, so re-running a search proposes the same candidates,
 which resumption relies on. It never returns a configuration already in the history or twice
-in one call while an unseen one exists: duplicates are redrawn (at most
+in one call while an unseen one exists, nor one outside a partial space: such draws are redrawn (at most
 ``_DRAWS_PER_PROPOSAL`` draws per wanted candidate), then a finite space is completed from the
 unseen grid points in seeded order; when the space is exhausted fewer come back, with a warning.
 """
@@ -65,6 +65,8 @@ _MAX_FALLBACK_GRID = 100_000
 # Independent random streams derived from the user's seed.
 _INITIAL, _PROPOSE, _GRID = 0, 1, 2
 _DECIMALS = 12
+# The key under which SearchSpace.to_dict keeps a partial space's configurations.
+_POINTS = "_points"
 
 
 def _derive_seed(*keys: int) -> int:
@@ -213,18 +215,35 @@ class SearchSpace(Mapping):
 
     The parameter names are those of the configuration they feed (for :meth:`authors`, the
     fields of ``lshkit.dst.SparseConfig``); the target density is not searched.
+
+    ``points``: where only some configurations of the product exist (an atlas that recorded part
+    of its grid), those configurations. The samplers still draw in the product of the dimensions,
+    which keeps their model of each dimension; a draw outside ``points`` is drawn again as a
+    duplicate is, and the fallback completes from the unseen ``points`` (:class:`Sampler`), so a
+    search never holds a configuration the space lacks.
     """
 
-    def __init__(self, dimensions: Mapping[str, Dimension]):
+    def __init__(self, dimensions: Mapping[str, Dimension], points=None):
         dims = dict(dimensions)
         if not dims:
             raise ValueError("a SearchSpace needs at least one dimension")
         for name, dim in dims.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"dimension names must be non-empty strings, got {name!r}")
+            if not isinstance(name, str) or not name or name == _POINTS:
+                raise ValueError(f"dimension names must be non-empty strings other than {_POINTS!r}, "
+                                 f"got {name!r}")
             if not isinstance(dim, (Categorical, Float, Int)):
                 raise ValueError(f"dimension {name!r} must be Categorical, Float or Int, got {dim!r}")
         self._dims = dims
+        self._points = None
+        if points is not None:
+            if not points:
+                raise ValueError("SearchSpace points, where given, must hold at least one configuration")
+            for p in points:
+                self.validate(p)
+            self._points = [self.snap(p) for p in points]
+            self._keys = {self.key(p) for p in self._points}
+            if len(self._keys) != len(self._points):
+                raise ValueError("SearchSpace points must be distinct configurations")
 
     def __getitem__(self, name: str) -> Dimension:
         return self._dims[name]
@@ -236,7 +255,17 @@ class SearchSpace(Mapping):
         return len(self._dims)
 
     def __repr__(self) -> str:
-        return f"SearchSpace({self._dims!r})"
+        extra = "" if self._points is None else f", points=<{len(self._points)} configurations>"
+        return f"SearchSpace({self._dims!r}{extra})"
+
+    @property
+    def points(self) -> list[dict] | None:
+        """The configurations of a partial space (None: the whole product)."""
+        return None if self._points is None else [dict(p) for p in self._points]
+
+    def contains(self, params: Mapping) -> bool:
+        """Whether ``params`` (a configuration valid in the dimensions) is one of this space's."""
+        return self._points is None or self.key(params) in self._keys
 
     @classmethod
     def authors(cls, grid: bool = False, death_rate_step: float | None = None) -> "SearchSpace":
@@ -265,13 +294,18 @@ class SearchSpace(Mapping):
 
     def size(self) -> float:
         """Number of grid points; ``inf`` when a dimension is continuous."""
+        if self._points is not None:
+            return len(self._points)
         if not self.is_finite:
             return math.inf
         return math.prod(len(dim.values()) for dim in self._dims.values())
 
     def grid_points(self) -> list[dict]:
         """Every configuration of a finite space, in the fixed order of ``itertools.product``
-        over the dimensions in declaration order (choices in their given order)."""
+        over the dimensions in declaration order (choices in their given order); of a partial
+        space, its ``points`` in their given order."""
+        if self._points is not None:
+            return self.points
         continuous = [name for name, dim in self._dims.items() if dim.values() is None]
         if continuous:
             raise ValueError(
@@ -299,6 +333,9 @@ class SearchSpace(Mapping):
         for name, dim in self._dims.items():
             if not dim.contains(params[name]):
                 raise ValueError(f"{name}={params[name]!r} is outside its dimension {dim!r}")
+        if self._points is not None and not self.contains(params):
+            raise ValueError(f"configuration {dict(params)!r} is not one of the {len(self._points)} "
+                             "configurations this partial space holds")
 
     def snap(self, params: Mapping) -> dict:
         """Canonical values: plain Python types, stepped floats rounded onto their grid."""
@@ -315,11 +352,16 @@ class SearchSpace(Mapping):
         return tuple(round(v, _DECIMALS) if isinstance(v, float) else v for v in snapped.values())
 
     def to_dict(self) -> dict:
-        return {name: {"type": type(dim).__name__.lower(), **asdict(dim)}
-                for name, dim in self._dims.items()}
+        out = {name: {"type": type(dim).__name__.lower(), **asdict(dim)}
+               for name, dim in self._dims.items()}
+        if self._points is not None:
+            out[_POINTS] = self.points
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SearchSpace":
+        data = dict(data)
+        points = data.pop(_POINTS, None)
         dims = {}
         for name, spec in data.items():
             spec = dict(spec)
@@ -329,7 +371,7 @@ class SearchSpace(Mapping):
                     f"dimension {name!r} has type {kind!r}; valid: {', '.join(_DIMENSION_TYPES)}"
                 )
             dims[name] = _DIMENSION_TYPES[kind](**spec)
-        return cls(dims)
+        return cls(dims, points)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -411,7 +453,7 @@ class Sampler(ABC):
         seen = set(seen)
         for params in itertools.islice(draws, n * _DRAWS_PER_PROPOSAL):
             key = self.space.key(params)
-            if key not in seen:
+            if key not in seen and self.space.contains(params):
                 seen.add(key)
                 out.append(self.space.snap(params))
                 if len(out) == n:

@@ -126,26 +126,57 @@ def test_cosine_is_the_standard_formula_not_the_printed_typo():
     assert point_distance(p, np.zeros(2), "cos") == 1.0
 
 
-def test_same_epoch_compares_rows_of_the_same_epoch():
+def test_same_epoch_reference_compares_rows_of_the_same_epoch():
     rng = np.random.default_rng(2)
     ref = rng.normal(size=(4, N))  # the dense run's LS after each of 4 epochs
     histories = {"early": rng.normal(size=(2, N)), "late": rng.normal(size=(4, N))}
-    d = ls_distances(ref, histories, embedding="same_epoch")
+    d = ls_distances(ref, histories, embedding="raw")  # the authors' code: plain L2 at the same epoch
     assert d["early"] == pytest.approx(np.linalg.norm(histories["early"][1] - ref[1]))
     assert d["late"] == pytest.approx(np.linalg.norm(histories["late"][3] - ref[3]))
-    c = ls_distances(ref, histories, embedding="same_epoch", distance="cos")
+    c = ls_distances(ref, histories, embedding="raw", distance="cos")
     h = histories["early"][1]
     assert c["early"] == pytest.approx(1 - h @ ref[1] / (np.linalg.norm(h) * np.linalg.norm(ref[1])))
-    # one reference vector: every candidate is compared with it, as with the raw LS
-    assert ls_distances(ref[-1], histories, embedding="same_epoch") == pytest.approx(
-        ls_distances(ref[-1], histories, embedding="raw"))
-    with pytest.raises(ValueError, match="epoch 5 but the per-epoch reference only has 4"):
-        ls_distances(ref, {"x": rng.normal(size=(5, N))}, embedding="same_epoch")
-    with pytest.raises(ValueError, match="only applies to embedding='same_epoch'"):
-        ls_distances(ref, histories, embedding="pca")
+    with pytest.raises(ValueError, match="at epoch 4 but the per-epoch reference only reaches epoch 3"):
+        ls_distances(ref, {"x": rng.normal(size=(5, N))}, embedding="raw")
+    with pytest.raises(ValueError, match="embedding 'same_epoch' is now embedding='raw' with reference='same_epoch'"):
+        ls_distances(ref, histories, embedding="same_epoch")
 
 
-@pytest.mark.parametrize("embedding", ["pca", "raw", "tsne", "same_epoch"])
+def test_same_epoch_pca_fits_the_dense_history_up_to_the_candidates_epoch():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(4, N))
+    history = rng.normal(size=(3, N))  # a candidate at epoch 2
+    space = ls_space(ref, {"c": history}, embedding="pca", fit="candidate")
+    # The fit is [dense epochs 0..2; candidate epochs 0..2], as if both were candidates.
+    alone = LSEmbedding("pca").fit_transform(np.concatenate([ref[:3], history]))
+    assert space.references["c"] == pytest.approx(alone[:3])
+    assert space.points["c"] == pytest.approx(alone[3:])
+    assert space.distances()["c"] == pytest.approx(np.linalg.norm(alone[5] - alone[2]))
+    assert space.reference_point("c", 0) == pytest.approx(alone[0])
+    # One joint fit holds the dense history up to the latest epoch any candidate reached.
+    joint = ls_space(ref, {"c": history, "d": history[:1]}, embedding="pca", fit="joint")
+    assert len(joint.reference) == 3
+    assert joint.distances()["d"] == pytest.approx(np.linalg.norm(joint.points["d"][0] - joint.reference[0]))
+
+
+@pytest.mark.parametrize("embedding", ["pca", "raw"])
+def test_the_two_readings_can_rank_two_candidates_oppositely(embedding):
+    """The dense LS drifts from epoch 1 to its final epoch. Candidate "near_now" follows the dense
+    model at epoch 1; "near_final" already sits where the dense model ends (as heavily pruned
+    candidates that contract early do): each reading puts a different one first."""
+    rng = np.random.default_rng(4)
+    start, drift = rng.normal(size=N), rng.normal(size=N)
+    dense = np.stack([start, start + drift, start + 2 * drift, start + 6 * drift])  # epochs 0..3
+    near_now = np.stack([start + 0.1 * rng.normal(size=N), dense[1] + 0.1 * rng.normal(size=N)])
+    near_final = np.stack([start + 0.1 * rng.normal(size=N), dense[3] + 0.3 * rng.normal(size=N)])
+    histories = {"near_now": near_now, "near_final": near_final}
+    same = ls_distances(dense, histories, embedding=embedding)
+    final = ls_distances(dense[-1], histories, embedding=embedding)
+    assert rank_candidates(same) == ["near_now", "near_final"]
+    assert rank_candidates(final) == ["near_final", "near_now"]
+
+
+@pytest.mark.parametrize("embedding", ["pca", "raw", "tsne"])
 def test_non_finite_candidate_is_last_and_leaves_the_others_unchanged(embedding):
     ref, histories, expected = line_case()
     broken = dict(histories, broken=histories["c0"].copy())
@@ -168,7 +199,7 @@ def test_bad_inputs_raise_before_compute():
     ref, histories, _ = line_case()
     with pytest.raises(ValueError, match="candidate 'short' has LS vectors of length 29, the reference has 30"):
         ls_distances(ref, dict(histories, short=np.zeros((2, N - 1))))
-    with pytest.raises(ValueError, match="unknown embedding 'umap'; valid: 'pca', 'tsne', 'raw', 'same_epoch'"):
+    with pytest.raises(ValueError, match="unknown embedding 'umap'; valid: 'pca', 'tsne', 'raw'"):
         ls_distances(ref, histories, embedding="umap")
     with pytest.raises(ValueError, match="unknown distance 'l1'; valid: 'l2', 'cos'"):
         ls_distances(ref, histories, distance="l1")

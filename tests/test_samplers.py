@@ -111,6 +111,27 @@ def test_no_duplicates_and_grid_fallback_when_nearly_exhausted(name):
     assert len({stepped.key(p) for p in initial}) == 100
 
 
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_partial_space_only_ever_yields_its_points(name):
+    """An atlas that recorded part of its grid: every sampler draws in the product of the
+    dimensions but returns only recorded configurations, until they are exhausted."""
+    full = SearchSpace({"death": Categorical(DEATHS), "death_rate": Categorical((0.4, 0.65, 0.9))})
+    points = [p for p in full.grid_points() if p["death_rate"] == 0.65 or p["death"] == "SET"]  # 6 of 12
+    space = SearchSpace(dict(full.items()), points=points)
+    assert space.size() == 6 and space.grid_points() == points
+    assert SearchSpace.from_dict(json.loads(json.dumps(space.to_dict()))).grid_points() == points
+    with pytest.raises(ValueError, match="not one of the 6 configurations"):
+        space.validate({"death": "magnitude", "death_rate": 0.4})
+    keys = {space.key(p) for p in points}
+    sampler = make_sampler(name, space, seed=1)
+    initial = sampler.initial(3)
+    history = [Observation(p, float(i), i < 2, 3) for i, p in enumerate(initial)]
+    proposed = sampler.propose(3, history)
+    assert {space.key(p) for p in initial + proposed} == keys  # all six, none outside, no repeat
+    with pytest.warns(RuntimeWarning, match="only 0 of 1"):
+        assert sampler.propose(1, history + [Observation(p, 9.0, False, 3) for p in proposed]) == []
+
+
 def _concentrated_history(seed=0):
     """10 survivors: death SET, death rate in [0.8, 0.9]; 10 removed elsewhere."""
     rng = np.random.default_rng(seed)

@@ -16,14 +16,15 @@ from lshkit.samplers import SAMPLERS, SearchSpace
 from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
 
-__all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "DISTANCES",
+__all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "REFERENCES", "DISTANCES",
            "EMBEDDING_FITS", "LS_CONVENTIONS"]
 
 MODELS = TABLE1_MODELS
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
 BUDGETS = {"smoke": 8, **BUDGET_POOL}
 RANKINGS = ("ls", "loss", "gap")
-EMBEDDINGS = emb.SPACES
+EMBEDDINGS = emb.EMBEDDINGS
+REFERENCES = emb.REFERENCES
 DISTANCES = emb.DISTANCES
 EMBEDDING_FITS = emb.FITS
 LS_CONVENTIONS = ("paper", "full")
@@ -45,6 +46,8 @@ class SearchConfig(JSONConfig):
     ranking: str = "ls"                # "ls": distance to the dense LS (LSH); "loss": the baseline;
                                        # "gap": the masks' spectral gap (lshkit.graph, arXiv 2403.11100)
     embedding: str = "pca"             # LS space (Appendix B; lshkit.embedding.ls_space)
+    reference: str = "same_epoch"      # the dense LS compared with: at the candidate's epoch (the authors'
+                                       # code, which made the paper's numbers) or "final" (its last epoch)
     distance: str = "l2"               # l2 or cos in that space
     embedding_fit: str = "candidate"   # "candidate": one fit per candidate (Appendix B); "joint": one for all
     epochs_per_round: int | None = None  # E (§3.2; paper 3, smoke 1)
@@ -69,7 +72,11 @@ class SearchConfig(JSONConfig):
         check_choice("SearchConfig.budget", self.budget, tuple(BUDGETS))
         check_choice("SearchConfig.sampler", self.sampler, SAMPLERS)
         check_choice("SearchConfig.ranking", self.ranking, RANKINGS)
+        if self.embedding == "same_epoch":
+            raise ValueError("SearchConfig.embedding='same_epoch' is now embedding='raw' with "
+                             "reference='same_epoch'")
         check_choice("SearchConfig.embedding", self.embedding, EMBEDDINGS)
+        check_choice("SearchConfig.reference", self.reference, REFERENCES)
         check_choice("SearchConfig.distance", self.distance, DISTANCES)
         check_choice("SearchConfig.embedding_fit", self.embedding_fit, EMBEDDING_FITS)
         check_choice("SearchConfig.ls_convention", self.ls_convention, LS_CONVENTIONS)
@@ -157,7 +164,7 @@ class SearchConfig(JSONConfig):
     def _check_space(self):
         sparse = {f.name for f in dataclasses.fields(SparseConfig)}
         train = {f.name for f in dataclasses.fields(TrainConfig)} - set(_FIXED_TRAIN_FIELDS)
-        bad = [name for name in self.space if name not in sparse | train]
+        bad = [name for name in SearchSpace.from_dict(self.space) if name not in sparse | train]
         if bad:
             raise ValueError(f"search space parameter(s) {bad} are neither SparseConfig fields "
                              f"{sorted(sparse)} nor TrainConfig fields {sorted(train)}")

@@ -103,7 +103,7 @@ def tables(search) -> dict[str, pd.DataFrame]:
                    "bracket": rec.get("bracket"), "rung": rec.get("rung"), "epoch": rec["epoch"]}
             row.update({name: c.params[name] for name in names})
             for key in ("train_loss", "valid_loss", "valid_ppl", "density", "averaging",
-                        "score", "distance", "same_epoch_distance", "embed_x", "embed_y",
+                        "score", "distance", "same_epoch_distance", "final_distance", "embed_x", "embed_y",
                         "train_seconds", "eval_seconds", "ls_seconds") + gaps:
                 row[key] = rec.get(key, math.nan)
             # The schedule's death rate at this epoch; ``death_rate`` is the configuration's.
