@@ -36,7 +36,7 @@ from lshkit.atlas import Atlas, candidate_name, load_atlas
 from lshkit.checks import check_int
 from lshkit.io import Journal, read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
-from lshkit.search.config import SearchConfig
+from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching
 from lshkit.sweep import summarise
@@ -176,6 +176,7 @@ def _row(summary: dict, repeat: int) -> dict:
     cfg, t = summary["config"], summary["timings"]
     row = {"repeat": repeat, "seed": cfg["seed"], "sampler": cfg["sampler"], "ranking": cfg["ranking"],
            "budget": cfg["budget"], "embedding": cfg["embedding"], "distance": cfg["distance"],
+           "reference": cfg["reference"] if cfg["ranking"] == "ls" else None,
            "ls_convention": cfg["ls_convention"], "epochs_per_round": cfg["epochs_per_round"],
            "candidates": summary["candidates"], "failed": summary["failed"], "rounds": summary["rounds"],
            "valid_ppl": summary["valid_ppl"] if summary["valid_ppl"] is not None else math.nan,
@@ -187,9 +188,24 @@ def _row(summary: dict, repeat: int) -> dict:
     return row
 
 
+#: How the 95% interval of a summary is computed (lshkit.sweep.summarise); stored in every
+#: summary, so a result made by another rule is never read back as this one's.
+INTERVAL_RULE = "student-t"
+
+
+def _search_fields(fields: dict) -> dict:
+    """``fields`` as an experiment's key: an LS ranking names the reading of its reference
+    (the default's, where not given), and another ranking drops the LS space's options, which it
+    never reads."""
+    if fields.get("ranking", SearchConfig.ranking) == "ls":
+        return {**fields, "reference": fields.get("reference", SearchConfig.reference)}
+    return {k: v for k, v in fields.items() if k not in LS_SPACE_FIELDS}
+
+
 def _key(atlas: Atlas, repeats: int, first_seed: int, fields: dict) -> dict:
     # The atlas by its specification, not its path: a clone elsewhere holds the same records.
-    return {"atlas": atlas.spec.to_dict(), "repeats": repeats, "first_seed": first_seed, "fields": fields}
+    return {"atlas": atlas.spec.to_dict(), "repeats": repeats, "first_seed": first_seed,
+            "fields": _search_fields(fields), "interval": INTERVAL_RULE}
 
 
 def _finished(folder: Path, atlas: Atlas, repeats: int, first_seed: int, fields: dict) -> bool:
@@ -283,30 +299,36 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
     ``workers``: processes sharing each combination's repeats (:func:`replay_many`)."""
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     names = list(axes)
-    combos = list(itertools.product(*(axes[n] for n in names)))
-    frames = []
-    for values in tqdm(combos, desc="replays", unit="search", disable=not progress):
+    cells = {}
+    for values in itertools.product(*(axes[n] for n in names)):
         cell = dict(zip(names, values))
+        if {**fields, **cell}.get("ranking", SearchConfig.ranking) != "ls":
+            # A ranking that reads no LS is replayed once for all LS-space options (NaN in their columns).
+            cell = {k: v for k, v in cell.items() if k not in LS_SPACE_FIELDS}
+        cells.setdefault("-".join(f"{k}={v}" for k, v in cell.items()), cell)
+    frames = []
+    for name, cell in tqdm(cells.items(), desc="replays", unit="search", disable=not progress):
         search = {**fields, **cell}
         n = 1 if search.get("sampler") == "grid" and search.get("embedding", "pca") != "tsne" else repeats
-        name = "-".join(f"{k}={v}" for k, v in cell.items())
         folder = Path(out) / name
         if committed is not None and _finished(Path(committed) / name, atlas, n, first_seed, {**fields, **cell}):
             folder = Path(committed) / name
         frame = replay_many(atlas, folder, repeats=n, first_seed=first_seed, write_repeats=False,
                             workers=workers, **fields, **cell)
-        frames.append(frame.assign(**{k: v for k, v in cell.items() if k not in frame}))
+        frames.append(frame.assign(**{k: cell.get(k, math.nan) for k in names if k not in frame}))
     return pd.concat(frames, ignore_index=True)
 
 
 def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repeats: int = 100,
                           first_seed: int = 0, sampler: str = "tpe", budget: str = "low",
-                          max_candidates: int | None = None, out=None, committed=None) -> pd.DataFrame:
+                          reference: str = SearchConfig.reference, max_candidates: int | None = None, out=None,
+                          committed=None) -> pd.DataFrame:
     """Fig. 3 right on the simulated clock: for each repeat (seed), the recorded CPU seconds
     each method needs to reach validation perplexity ``target_ppl``: LSH (``sampler`` with LS
     ranking), the same search ranked by validation loss, and the loss-based full-training
     search (:func:`lshkit.baselines.full_training_search`: ``sampler``'s proposals trained fully
-    one after another, at most ``max_candidates``, default every grid point of the atlas).
+    one after another, at most ``max_candidates``, default every grid point of the atlas). LSH
+    reads the dense LS by ``reference`` (:mod:`lshkit.embedding`).
     One row per (repeat, method): ``seconds`` (NaN when the method never got there),
     ``spent_seconds`` (its whole cost), ``valid_ppl`` (LSH: its selected model's). With ``out``,
     written there as ``replays.csv`` and ``summary.json`` and read back when finished (from
@@ -318,7 +340,8 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     check_int("first_seed", first_seed, low=0)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
     limit = len(atlas.spec.grid()) if max_candidates is None else max_candidates
-    fields = {"target_ppl": float(target_ppl), "sampler": sampler, "budget": budget, "max_candidates": limit}
+    fields = {"target_ppl": float(target_ppl), "sampler": sampler, "budget": budget, "max_candidates": limit,
+              "reference": reference}
     for folder in (committed, out):
         if folder is not None and _finished(Path(folder), atlas, repeats, first_seed, fields):
             return pd.read_csv(Path(folder) / "replays.csv")
@@ -327,7 +350,8 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     def repeat(seed: int) -> list[dict]:
         rows = []
         for ranking in ("ls", "loss"):
-            s = replay(atlas, sampler=sampler, ranking=ranking, budget=budget, seed=seed, target_ppl=target_ppl)
+            s = replay(atlas, sampler=sampler, ranking=ranking, budget=budget, seed=seed, target_ppl=target_ppl,
+                       **({"reference": reference} if ranking == "ls" else {}))
             rows.append({"repeat": seed, "method": f"LSH ({ranking} ranking)",
                          "seconds": s["time_to_target_seconds"], "spent_seconds": s["timings"]["total_seconds"],
                          "valid_ppl": s["valid_ppl"], "candidates": s["candidates"]})
@@ -346,7 +370,7 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     frame = pd.DataFrame([row for rows in repeats_rows for row in rows])
     frame["seconds"] = pd.to_numeric(frame["seconds"], errors="coerce")
     frame["valid_ppl"] = pd.to_numeric(frame["valid_ppl"], errors="coerce")
-    frame = frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget)
+    frame = frame.assign(target_ppl=float(target_ppl), sampler=sampler, budget=budget, reference=reference)
     if out is not None:
         write_csv(Path(out) / "replays.csv", frame)
         write_json(Path(out) / "summary.json", {**key, "wall_seconds": time.perf_counter() - start})

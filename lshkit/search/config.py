@@ -17,7 +17,7 @@ from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
 
 __all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "REFERENCES", "DISTANCES",
-           "EMBEDDING_FITS", "LS_CONVENTIONS"]
+           "EMBEDDING_FITS", "LS_CONVENTIONS", "LS_SPACE_FIELDS"]
 
 MODELS = TABLE1_MODELS
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
@@ -28,6 +28,8 @@ REFERENCES = emb.REFERENCES
 DISTANCES = emb.DISTANCES
 EMBEDDING_FITS = emb.FITS
 LS_CONVENTIONS = ("paper", "full")
+#: The LS space's options (Appendix B), read only when a search ranks by LS.
+LS_SPACE_FIELDS = ("embedding", "reference", "distance", "embedding_fit")
 # Parameters a search space may not set: they define the comparison itself.
 _FIXED_TRAIN_FIELDS = ("model", "dataset", "epochs", "seed")
 # Of those, the ones SearchConfig sets with its own fields; the dataset may be overridden, since
