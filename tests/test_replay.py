@@ -62,6 +62,21 @@ def test_atlas_build_is_deterministic_across_workers_and_interruptions(atlas_dir
         assert _graph_rows(atlases[0], name) == _graph_rows(atlases[1], name) == _graph_rows(atlases[2], name)
 
 
+def test_a_partial_atlas_holds_covering_variants_at_the_named_death_rates():
+    spec = AtlasSpec(scale="smoke", death_rates=(0.4, 0.65, 0.9), variants_per_rate={0.4: 6, "0.9": 12},
+                     replicates=2, replicate_seeds=(1,))
+    grid = spec.grid()
+    assert [sum(p["death_rate"] == r for p in grid) for r in (0.4, 0.65, 0.9)] == [6, 24, 12]
+    six = [p for p in grid if p["death_rate"] == 0.4]
+    for name, values in [("sparse_init", 2), ("death", 4), ("redistribution", 3)]:
+        assert len({p[name] for p in six}) == values  # every value of every dimension is covered
+    assert AtlasSpec.from_json(spec.to_json()) == spec  # rates as JSON keys read back equal
+    assert spec.space().size() == 42 and len(spec.candidates()) == 1 + 42 + 3
+    assert "variants_per_rate" not in AtlasSpec(scale="smoke").to_dict()  # older atlases keep their keys
+    with pytest.raises(ValueError, match="death rate 0.5, which is not one of death_rates"):
+        AtlasSpec(scale="smoke", variants_per_rate={0.5: 6})
+
+
 def _build_on(storage, root, spec):
     build_atlas(spec, root, storage=storage, progress=False)
 
