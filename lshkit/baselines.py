@@ -227,11 +227,12 @@ def _atlas_fixed(atlas) -> list[dict]:
 
 
 def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget: str = "low",
-                  committed=None) -> pd.DataFrame:
+                  reference: str = "same_epoch", committed=None) -> pd.DataFrame:
     """Table 1 on an atlas (:mod:`lshkit.atlas`), for its one model: the dense model and the
     Selfish-RNN default read from its records (the default at the atlas's death rate nearest
-    Selfish-RNN's), and the LSH pick (TPE generation, LS ranking, ``budget``) replayed
-    ``repeats`` times (:func:`lshkit.replay.replay_sweep` into ``out``; ``committed`` as there).
+    Selfish-RNN's), and the LSH pick (TPE generation, LS ranking against the dense LS read by
+    ``reference``, ``budget``) replayed ``repeats`` times (:func:`lshkit.replay.replay_sweep` into
+    ``out``; ``committed`` as there).
     The columns of :func:`compare_methods`, plus n, ci95 (the LSH row's mean over the replays
     and its 95% Student-t half-width; 1 and 0 for the single trainings) and configuration (for
     LSH, the pick the replays made most often)."""
@@ -240,8 +241,8 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
 
     spec = atlas.spec
     rows = [{**row, "n": 1, "ci95": 0.0} for row in _atlas_fixed(atlas)]
-    replays = replay_sweep(atlas, out, {"sampler": ["tpe"]}, repeats=repeats, first_seed=first_seed, ranking="ls",
-                           budget=budget, committed=committed)
+    replays = replay_sweep(atlas, out, {"sampler": ["tpe"], "reference": [reference]}, repeats=repeats,
+                           first_seed=first_seed, ranking="ls", budget=budget, committed=committed)
     test, valid = summarise(replays, "sampler").iloc[0], replays.valid_ppl.mean()
     picked = replays.filter(like="selected_").rename(columns=lambda c: c[len("selected_"):])
     mode = pd.Series([json.dumps(r, sort_keys=True) for r in picked.to_dict("records")]).mode().iloc[0]
@@ -355,17 +356,19 @@ def robustness(base: SearchConfig, out, *, sparsities=None, repeats: int = 1, st
     return pd.DataFrame(rows + fixed_rows)
 
 
-def atlas_robustness(atlas, out, *, repeats: int = 100, first_seed: int = 0, committed=None,
-                     workers: int = 1) -> pd.DataFrame:
+def atlas_robustness(atlas, out, *, repeats: int = 100, first_seed: int = 0, reference: str = "same_epoch",
+                     committed=None, workers: int = 1) -> pd.DataFrame:
     """Fig. 3 left where an atlas applies: at its one pruning ratio, the search of
-    :func:`robustness_config` (TPE, E = 3, a pool of :data:`ROBUSTNESS_POOL`) ranked by LS and by
-    loss, replayed ``repeats`` times (:func:`lshkit.replay.replay_sweep` into ``out``;
+    :func:`robustness_config` (TPE, E = 3, a pool of :data:`ROBUSTNESS_POOL`) ranked by LS (against
+    the dense LS read by ``reference``) and by loss, replayed ``repeats`` times
+    (:func:`lshkit.replay.replay_sweep` into ``out``;
     ``committed`` and ``workers`` as there), beside the Selfish-RNN default and the dense model
     as the atlas recorded them. The columns of :func:`robustness`; a repeat is a replay's seed."""
     from lshkit.replay import replay_sweep
 
     check_positive_int("repeats", repeats)
-    replays = replay_sweep(atlas, out, {"ranking": ["ls", "loss"]}, repeats=repeats, first_seed=first_seed,
+    replays = replay_sweep(atlas, out, {"ranking": ["ls", "loss"], "reference": [reference]}, repeats=repeats,
+                           first_seed=first_seed,
                            sampler="tpe", budget="low", pool=ROBUSTNESS_POOL,
                            committed=committed, workers=workers)
     rows = [{"method": _RANKING_METHOD[r.ranking], "sparsity": atlas.spec.sparsity, "repeat": r.seed - first_seed,

@@ -35,9 +35,11 @@ SIGNALS = ("ls_distance", "valid_loss")
 
 
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
-                  distance: str = "l2", fit: str = "candidate", seed: int | None = None) -> pd.DataFrame:
+                  distance: str = "l2", fit: str = "candidate", reference: str = "same_epoch",
+                  seed: int | None = None) -> pd.DataFrame:
     """One row per (pruned candidate, epoch E): ``ls_distance`` (the candidate's LS history from
-    epoch 0 to E embedded with the dense model's final LS, as a search ranks it, measured by
+    epoch 0 to E embedded with the dense model's LS read by ``reference``, as a search ranks it:
+    its LS at each epoch up to E, or its final LS; :mod:`lshkit.embedding`), measured by
     ``distance``; ``ls_distance_<d>`` for every distance d of the same embedding), ``valid_loss``
     at E, and the candidate's ``final_valid_ppl`` and ``final_test_ppl``. Candidates of training
     seed ``seed`` (default the atlas's main seed); the dense model of the same seed is the reference."""
@@ -45,11 +47,12 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
     check_choice("embedding", embedding, emb.EMBEDDINGS)
     check_choice("fit", fit, emb.FITS)
     check_choice("distance", distance, emb.DISTANCES)
+    check_choice("reference", reference, emb.REFERENCES)
     seed = atlas.spec.seed if seed is None else seed
     epochs = list(epochs)
     for e in epochs:
         check_int("epoch", e, low=0)
-    reference = atlas.ls(atlas.record(None, seed)["name"], convention)[-1]
+    dense = atlas.ls(atlas.record(None, seed)["name"], convention).astype(np.float64)
     rows = []
     for name, record in atlas.records.items():
         if record["params"] is None or record["seed"] != seed or record["status"] != "ok":
@@ -57,7 +60,8 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
         history = atlas.ls(name, convention).astype(np.float64)
         last = record["epochs"][-1]
         for e in epochs:
-            space = emb.ls_space(reference, {name: history[: e + 1]}, embedding=embedding, fit=fit)
+            ref = dense[: e + 1] if reference == "same_epoch" else dense[-1]
+            space = emb.ls_space(ref, {name: history[: e + 1]}, embedding=embedding, fit=fit)
             d = {f"ls_distance_{k}": space.distances(k)[name] for k in emb.DISTANCES}
             rows.append({"name": name, **record["params"], "epoch": e, "ls_distance": d[f"ls_distance_{distance}"], **d,
                          "valid_loss": record["epochs"][e]["valid_loss"],
@@ -117,24 +121,26 @@ def paired_difference(frame: pd.DataFrame, a: str = "ls_distance", b: str = "val
 
 
 def predictive_power(atlas: Atlas, epochs=range(6), *, conventions=("paper", "full"), embeddings=emb.EMBEDDINGS,
-                     distances=emb.DISTANCES, fit: str = "candidate", n_boot: int = 2000,
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fig. 1's claim for every LS convention × embedding × distance: ``(correlations,
-    differences)``. ``correlations`` has one row per (convention, embedding, distance, epoch,
-    signal) with Spearman's ρ against the final validation perplexity and its bootstrap 95%
-    interval (the validation loss does not depend on the LS settings, so its rows repeat);
-    ``differences`` one row per (convention, embedding, distance, epoch) with ρ(LS distance) −
-    ρ(validation loss) and its paired interval. Both resample the same candidates."""
+                     distances=emb.DISTANCES, references=emb.REFERENCES, fit: str = "candidate",
+                     n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 1's claim for every reading of the reference × LS convention × embedding × distance:
+    ``(correlations, differences)``. ``correlations`` has one row per (reference, convention,
+    embedding, distance, epoch, signal) with Spearman's ρ against the final validation perplexity
+    and its bootstrap 95% interval (the validation loss does not depend on the LS settings, so its
+    rows repeat); ``differences`` one row per (reference, convention, embedding, distance, epoch)
+    with ρ(LS distance) − ρ(validation loss) and its paired interval. Both resample the same
+    candidates."""
     corr, diff = [], []
-    for convention, embedding in itertools.product(conventions, embeddings):
-        signals = early_signals(atlas, epochs, convention=convention, embedding=embedding, fit=fit)
+    for reference, convention, embedding in itertools.product(references, conventions, embeddings):
+        signals = early_signals(atlas, epochs, convention=convention, embedding=embedding, fit=fit,
+                                reference=reference)
         for distance in distances:
             frame = signals.assign(ls_distance=signals[f"ls_distance_{distance}"])
-            keys = {"convention": convention, "embedding": embedding, "distance": distance}
+            keys = {"reference": reference, "convention": convention, "embedding": embedding, "distance": distance}
             for signal in SIGNALS:
                 corr.append(rank_correlation(frame, signal, n_boot=n_boot, seed=seed).assign(**keys))
             diff.append(paired_difference(frame, n_boot=n_boot, seed=seed).assign(**keys))
-    order = ["convention", "embedding", "distance", "epoch"]
+    order = ["reference", "convention", "embedding", "distance", "epoch"]
     return (pd.concat(corr, ignore_index=True)[order + ["signal", "candidates", "rho", "lo", "hi"]],
             pd.concat(diff, ignore_index=True)[order + ["candidates", "difference", "lo", "hi"]])
 
