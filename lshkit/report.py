@@ -288,6 +288,10 @@ def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | str 
 PALETTE = {
     "dense": "#000000",                # the dense reference model
     "LS ranking": "#0173b2",           # candidates ranked by LS distance (LSH)
+    # The two readings of the LS reference (lshkit.embedding): the dense LS at the candidate's epoch
+    # (the authors' code, the default) keeps LS ranking's colour; the dense model's final LS its own.
+    "same-epoch reference": "#0173b2",
+    "final reference": "#6a3d9a",
     "loss ranking": "#de8f05",         # candidates ranked by validation loss
     "full training": "#cc78bc",        # the loss-based full-training search (Fig. 3 right)
     "authors' pick": "#029e73",        # the authors' best sparse configuration (Table 1)
