@@ -43,9 +43,20 @@ def test_choices_are_the_modules():
     from lshkit.samplers import SAMPLERS
 
     assert cli.SAMPLERS == SAMPLERS
-    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "EMBEDDING_FITS", "DISTANCES", "LS_CONVENTIONS"):
+    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "REFERENCES", "EMBEDDING_FITS", "DISTANCES",
+                 "LS_CONVENTIONS"):
         assert tuple(getattr(cli, name)) == tuple(getattr(search, name)), name
     assert cli.BUDGETS == tuple(search.BUDGETS)
+
+
+@pytest.mark.parametrize("command", ["search", "replay"])
+def test_a_bad_reference_and_the_old_spelling_fail_before_any_compute(tmp_path, command):
+    for args, said in [(["--reference", "dense"], "'same_epoch', 'final'"),
+                       (["--embedding", "same_epoch"], "--embedding raw --reference same_epoch")]:
+        proc = subprocess.run([sys.executable, "-m", "lshkit", command, *args, "--out", str(tmp_path / "out")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert not (tmp_path / "out").exists()
 
 
 def test_bad_sampler_fails_at_once_naming_the_valid_ones(tmp_path):

@@ -149,6 +149,7 @@ def test_atlas_of_another_spec_is_refused(atlas_dir):
 
 
 @pytest.mark.parametrize("fields", [dict(sampler="grid", ranking="ls", pool=4),
+                                    dict(sampler="random", ranking="ls", reference="final", embedding="raw", pool=6),
                                     dict(sampler="tpe", ranking="loss", pool=6),
                                     dict(sampler="random", ranking="gap", pool=6)])
 def test_replay_equals_reality(atlas_dir, tmp_path, fields):

@@ -75,7 +75,9 @@ def test_config_round_trip_validation_and_resolution():
             resolved.final_epochs) == ("cpu", 30, 0.53, 3, 40)
     assert cfg.resolved("cuda").scale == "paper"
     assert S.SearchConfig.from_json(resolved.to_json()).key() == resolved.key()
-    for bad, names in [(dict(sampler="nonsense"), "'tpe'"), (dict(embedding="umap"), "'same_epoch'"),
+    for bad, names in [(dict(sampler="nonsense"), "'tpe'"), (dict(embedding="umap"), "'raw'"),
+                       (dict(reference="dense"), "'same_epoch', 'final'"),
+                       (dict(embedding="same_epoch"), "now embedding='raw' with reference='same_epoch'"),
                        (dict(budget="huge"), "'moderate'"), (dict(ls_convention="x"), "'full'")]:
         with pytest.raises(ValueError, match=names):
             S.SearchConfig(**bad)
@@ -216,18 +218,19 @@ def test_lsh_pool_arithmetic_and_generation_from_survivors(tmp_path, reference_d
         assert trials[cid].params == params[cid]
 
 
-@pytest.mark.parametrize("sampler,ranking,embedding,distance", [
-    ("grid", "ls", "same_epoch", "l2"),
-    ("random", "ls", "tsne", "cos"),
-    ("atpe", "ls", "raw", "l2"),
-    ("bohb", "ls", "pca", "l2"),
-    ("hyperband", "loss", "pca", "l2"),
-    ("tpe", "loss", "pca", "l2"),
+@pytest.mark.parametrize("sampler,ranking,embedding,distance,reference", [
+    ("grid", "ls", "raw", "l2", "same_epoch"),
+    ("random", "ls", "tsne", "cos", "final"),
+    ("atpe", "ls", "raw", "l2", "final"),
+    ("bohb", "ls", "pca", "l2", "same_epoch"),
+    ("hyperband", "loss", "pca", "l2", "same_epoch"),
+    ("tpe", "loss", "pca", "l2", "same_epoch"),
 ])
-def test_every_sampler_and_ranking_end_to_end(tmp_path, reference_dir, sampler, ranking, embedding, distance):
+def test_every_sampler_and_ranking_end_to_end(tmp_path, reference_dir, sampler, ranking, embedding, distance,
+                                              reference):
     if sampler == "atpe":
         pytest.importorskip("hyperopt")
-    cfg = tiny(sampler=sampler, ranking=ranking, embedding=embedding, distance=distance)
+    cfg = tiny(sampler=sampler, ranking=ranking, embedding=embedding, distance=distance, reference=reference)
     summary = run(cfg, tmp_path, reference_dir)
     epochs = pd.read_csv(tmp_path / "epochs.csv")
     events = pd.read_csv(tmp_path / "events.csv")
@@ -240,7 +243,11 @@ def test_every_sampler_and_ranking_end_to_end(tmp_path, reference_dir, sampler, 
         ranked = epochs.dropna(subset=["score"])
         assert np.allclose(ranked.score, ranked.valid_loss)
     else:
-        assert epochs[epochs.phase == "selection"].distance.notna().all()
+        selection = epochs[epochs.phase == "selection"]
+        assert selection.distance.notna().all()
+        if embedding == "raw" and distance == "l2":  # the ranking's distance is the recorded reading's
+            read = selection.same_epoch_distance if reference == "same_epoch" else selection.final_distance
+            assert np.allclose(selection.distance, read)
     if sampler in ("hyperband", "bohb"):
         # Brackets [(2 at 1 epoch, 1 at 3)], [(2 at 3)]; winners ranked jointly, best 2 go on.
         rung = epochs[epochs.phase == "selection"].groupby(["bracket", "rung"]).epoch.max()

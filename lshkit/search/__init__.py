@@ -12,7 +12,7 @@ One concept per module:
 Replaying a search on a tabulated atlas instead of training is :mod:`lshkit.replay`.
 """
 from lshkit.search.config import (BUDGETS, DISTANCES, EMBEDDING_FITS, EMBEDDINGS, LS_CONVENTIONS, MODELS,
-                                  RANKINGS, SCALES, SearchConfig)
+                                  RANKINGS, REFERENCES, SCALES, SearchConfig)
 from lshkit.search.loop import Candidate, LSHSearch
 from lshkit.search.parallel import run_search
 from lshkit.search.runner import Runner, TrainingRunner, reference_key, train_reference
@@ -20,5 +20,5 @@ from lshkit.search.schedule import hyperband_resources, keep_count, pool_schedul
 
 __all__ = ["SearchConfig", "LSHSearch", "Candidate", "Runner", "TrainingRunner", "run_search",
            "train_reference", "reference_key", "keep_count", "pool_schedule", "hyperband_resources",
-           "scaled_brackets", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "DISTANCES",
+           "scaled_brackets", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "REFERENCES", "DISTANCES",
            "EMBEDDING_FITS", "LS_CONVENTIONS"]
