@@ -308,8 +308,7 @@ def _fit(ref, rows, keep, embedding, n_components, random_state):
     """One embedding fitted on ``[ref; the kept rows of every history in rows]``: the reference's
     points [len(ref), d] and every history's points."""
     stacked = np.concatenate([ref] + [h[keep[cid]] for cid, h in rows.items()])
-    if len(stacked) == len(ref) and not any(keep[cid].any() for cid in rows):
-        # no finite candidate: nothing to rank, everyone is at +inf
+    if len(stacked) == len(ref):  # no finite candidate: nothing to rank, everyone is at +inf
         coords = np.zeros((len(ref), n_components))
     else:
         est = LSEmbedding(embedding, n_components=n_components, random_state=random_state)
