@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -155,7 +156,7 @@ def _run_options(p: argparse.ArgumentParser, *, storage: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lshkit", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{search,reference,full-search,atlas,replay,notebooks}")
+                                metavar="{search,reference,full-search,atlas,replay,bench,notebooks}")
     parser.commands = {}
     p = parser.commands["search"] = sub.add_parser("search", help="run, resume or join an LSH search",
                        description="LS-based Hyperpruning (paper §3.2): rank pruned candidates by the "
@@ -178,12 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         "atlas", help="build the tabulated atlas of candidates, or say how far it is",
         description="Train every candidate of the atlas space once, recording every epoch "
                     "(lshkit.atlas); a build skips finished candidates, so a killed one resumes.")
-    p.add_argument("action", choices=("build", "status", "graphs"), help="build: train what is missing "
+    p.add_argument("action", choices=("build", "status", "graphs", "export"), help="build: train what is missing "
                    "(with its masks' spectral gap and graph properties every epoch); status: what is done, "
                    "what is missing, measured seconds per candidate; graphs: for an atlas built without "
                    "them, retrain the sparse candidates up to --epochs and record their masks' graphs per "
                    "epoch (for the predictor shoot-out and --ranking gap; reproduces the recorded masks only "
-                   "with the build's code, library versions and CPU)")
+                   "with the build's code, library versions and CPU); export: write the atlas as parquet "
+                   "tables with metadata and a SHA-256 manifest into --out (lshkit.bench.export)")
+    p.add_argument("--out", default=None, help="export: the folder written")
     p.add_argument("--epochs", type=int, default=5,
                    help="graphs: the last epoch whose masks are recorded. Default: %(default)s")
     p.add_argument("--scale", choices=ATLAS_NAMES, default="atlas",
@@ -194,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="processes, one torch thread each. Default: %(default)s")
     p.add_argument("--limit", type=int, default=None, help="build at most this many candidates now")
+    p.add_argument("--rebuild", nargs="+", default=None, metavar="NAME",
+                   help="build: remove these candidates' folders (damaged ones, which `atlas status` names) "
+                        "and build them again, alone, with the specification stored in --root")
     p.add_argument("--storage", default=None,
                    help="build: a queue shared by builders in other processes or on other machines "
                         "(journal:///path.log or path.log on one machine, postgresql://user:pw@host/db "
@@ -233,8 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="first seed. Default: %(default)s")
     g.add_argument("--out", required=True, help="results folder: seed-<k>/ per repeat, replays.csv, summary.json")
     g.add_argument("--no-repeat-files", action="store_true", help="write replays.csv and summary.json only")
+    g.add_argument("--replace", action="store_true",
+                   help="replay into an --out folder that holds the replays of another search (its files are "
+                        "removed first)")
     g.add_argument("--workers", type=int, default=1,
                    help="processes sharing the repeats (same results for any number). Default: %(default)s")
+    from lshkit.bench_cli import add_parser as add_bench_parser
+
+    parser.commands["bench"] = add_bench_parser(sub)
     p = parser.commands["notebooks"] = sub.add_parser(
         "notebooks", help="run every notebook at one budget and write an index of what each produced",
         description="Every notebook in notebooks/ run headless with papermill at --budget; the executed "
@@ -261,17 +273,51 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = parser.commands[args.command]
+    from lshkit.env import _descendants, stop_children
+
+    before = _descendants(os.getpid())  # a caller's processes (main called in-process) are not ours to stop
+    try:
+        return _main(args, command)
+    except KeyboardInterrupt:
+        # Ctrl-C: the worker processes ignore it (lshkit.env); stop them and anything else started.
+        stop_children(spared=before)
+        print(f"{command.prog}: interrupted; {_resumes(args)}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        from lshkit.io import DISK_FULL, os_error_line
+
+        if err.errno not in DISK_FULL:
+            raise
+        stop_children(spared=before)
+        print(f"{command.prog}: error: {os_error_line(err)}; free some space there, then {_resumes(args)}",
+              file=sys.stderr)
+        return 1
+
+
+def _resumes(args) -> str:
+    """What a re-run of an interrupted command picks up (each command sets ``args.resumes_from``
+    once it knows its folder)."""
+    where = getattr(args, "resumes_from", None)
+    return f"the same command resumes from {where}" if where else "the same command resumes"
+
+
+def _main(args, command) -> int:
     if args.command == "atlas":
         return _atlas(args, command)
     if args.command == "replay":
         return _replay(args, command)
+    if args.command == "bench":
+        from lshkit.bench_cli import main as bench_main
+
+        return bench_main(args, command)
     if args.command == "notebooks":
         return _notebooks(args, command)
     from optuna.exceptions import StorageInternalError
 
     from lshkit import search as S
+    from lshkit.io import DISK_FULL
     from lshkit.env import resolve_device
-    from lshkit.storage import check_workers, default_storage_url
+    from lshkit.storage import check_workers, default_storage_url, open_storage
 
     try:
         config = S.SearchConfig(**{k: getattr(args, k) for k in _CONFIG_FIELDS},
@@ -293,13 +339,22 @@ def main(argv=None) -> int:
                 raise ValueError(f"--stale-after={args.stale_after} is not valid; it must be a positive "
                                  "number of seconds")
             check_workers(args.storage or default_storage_url(out), args.workers)
+            if args.storage is not None:  # a storage that cannot be opened fails now, before --out is made
+                open_storage(args.storage)
             _check_out(Path(out), resolved, args.replace)
+            if args.storage is None:
+                open_storage(default_storage_url(out))
+            args.resumes_from = out
+        else:
+            args.resumes_from = args.reference_dir
     except (ValueError, ImportError) as err:
         command.error(str(err))
 
     try:
         return _run(args, command, config, device, out if args.command != "reference" else None)
     except (ValueError, OSError, RuntimeError, StorageInternalError) as err:  # data, disk, storage: one line
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise  # main says where, and that a re-run resumes
         print(f"{command.prog}: error: {_cause(err)}", file=sys.stderr)
         return 1
 
@@ -309,6 +364,10 @@ def _cause(err: BaseException) -> str:
     data in the commit" where SQLite said "attempt to write a readonly database"."""
     while (err.__cause__ or err.__context__) is not None:
         err = err.__cause__ or err.__context__
+    if isinstance(err, OSError):
+        from lshkit.io import os_error_line
+
+        return os_error_line(err)
     return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
@@ -345,26 +404,40 @@ def _check_out(out: Path, config, replace: bool) -> None:
     """--out must be a folder this search can write, and not hold another finished search."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder")
+    from lshkit.io import check_writable, read_json
+
     summary = out / "summary.json"
     if summary.exists() and not replace:
-        from lshkit.io import read_json
 
-        theirs = json.loads(read_json(summary).get("config_json", "{}"))
+        try:
+            theirs = json.loads(read_json(summary).get("config_json", "{}"))
+        except ValueError as err:
+            raise ValueError(f"--out {out}: {summary} is corrupt ({err}); remove it, or give --replace to "
+                             "start a new search there") from None
         ours = json.loads(config.to_json())
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differ:
             raise ValueError(f"--out {out} holds a finished search with other options ({', '.join(differ)}); "
                              "use another folder, or --replace to start a new search there")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"--out {out} cannot be created: {err.strerror}") from err
+    check_writable(out, "--out")
 
 
 def _atlas(args, command) -> int:
     from lshkit import atlas
+    from lshkit.io import DISK_FULL
 
     root = args.root or str(atlas.ATLAS_ROOT / args.scale)
+    if args.action == "export":
+        from lshkit.bench import export
+
+        if args.out is None:
+            command.error("export needs --out")
+        try:
+            manifest = export(root, args.out)
+        except (FileNotFoundError, ValueError) as err:
+            command.error(str(err))
+        print(f"exported the atlas {root} into {args.out}: {', '.join(manifest)} (hashes in SHA256SUMS)")
+        return 0
     if args.action == "status":
         try:
             status = atlas.atlas_status(root)
@@ -378,27 +451,49 @@ def _atlas(args, command) -> int:
               f"{status['remaining_seconds_one_worker'] / 3600:.2f} worker-hours")
         if missing:
             print("missing: " + ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+        for line in status["damaged"].values():
+            print(f"damaged: {line}")
         reach = Counter(status["graph_epochs"].values())
         print("mask graphs (atlas graphs --epochs N), sparse candidates by last epoch taken: "
               + ", ".join(f"{'none' if e < 0 else f'epoch {e}'}: {reach[e]}" for e in sorted(reach)))
-        return 0
+        return 1 if status["damaged"] else 0
+    args.resumes_from = root
     try:
-        spec = atlas.AtlasSpec.preset(args.scale)
+        # --rebuild: the candidates of the atlas at --root, whatever --scale says.
+        spec = atlas._stored_spec(Path(root)) if args.rebuild else atlas.AtlasSpec.preset(args.scale)
         if args.workers < 1 or (args.limit is not None and args.limit < 1) or args.epochs < 1:
             raise ValueError(f"--workers={args.workers}, --limit={args.limit} and --epochs={args.epochs} "
                              "must be positive")
         if args.action == "graphs":
             atlas.load_atlas(root)
-    except (FileNotFoundError, ValueError) as err:
+        else:  # what would fail at the first write, before any training
+            from lshkit.io import check_writable
+
+            atlas._check_spec_file(Path(root), spec, write=False)
+            if args.rebuild:
+                atlas._forget(Path(root), spec, args.rebuild, remove=False)
+            if args.storage is not None:
+                from lshkit.storage import check_workers, open_storage
+
+                check_workers(args.storage, args.workers)
+                open_storage(args.storage)
+            check_writable(root, "--root")
+    except (FileNotFoundError, ValueError, ImportError) as err:
         command.error(str(err))
     if args.action == "graphs":
         done = atlas.record_graphs(root, args.epochs, workers=args.workers, data_dir=args.data_dir,
                                    limit=args.limit, progress=False if args.quiet else None)
         print(f"recorded the mask graphs of {len(done)} candidate(s) up to epoch {args.epochs} in {root}")
         return 0
-    built = atlas.build_atlas(spec, root, workers=args.workers, data_dir=args.data_dir, limit=args.limit,
-                              progress=False if args.quiet else None, storage=args.storage,
-                              device=args.device, stale_after=args.stale_after)
+    try:
+        built = atlas.build_atlas(spec, root, workers=args.workers, data_dir=args.data_dir, limit=args.limit,
+                                  progress=False if args.quiet else None, storage=args.storage,
+                                  device=args.device, stale_after=args.stale_after, rebuild=args.rebuild)
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise  # main says where, and that a re-run resumes
+        print(f"{command.prog}: error: {_cause(err)}", file=sys.stderr)
+        return 1
     print(f"built {len(built)} candidate(s) into {root}")
     return 0
 
@@ -407,14 +502,23 @@ def _replay(args, command) -> int:
     from lshkit.atlas import load_atlas
     from lshkit.replay import replay_many
 
+    from lshkit.io import DISK_FULL
+
     fields = {k: getattr(args, k) for k in ("budget", "pool", "sampler", "ranking", "embedding", "reference",
                                            "embedding_fit", "distance", "ls_convention", "epochs_per_round")}
+    args.resumes_from = f"{args.out} (its journal keeps the finished repeats)"
     try:
         atlas = load_atlas(args.atlas)
         frame = replay_many(atlas, args.out, repeats=args.repeats, first_seed=args.seed,
-                            write_repeats=not args.no_repeat_files, workers=args.workers, **fields)
+                            write_repeats=not args.no_repeat_files, workers=args.workers, replace=args.replace,
+                            **fields)
     except (FileNotFoundError, ValueError, KeyError) as err:
         command.error(str(err).strip('"'))
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise  # main says where, and that a re-run resumes
+        print(f"{command.prog}: error: {_cause(err)}", file=sys.stderr)
+        return 1
     ppl = frame.test_ppl
     print(f"{len(frame)} replays of {args.sampler} + {args.ranking} at budget {args.budget} on {args.atlas}: "
           f"test ppl {ppl.mean():.2f} (sd {ppl.std():.2f}), {frame.decision_seconds.mean():.3f} s per replay; "
@@ -451,6 +555,8 @@ def _notebooks(args, command) -> int:
 
     import papermill
 
+    from lshkit.io import check_writable
+
     folder = Path(__file__).resolve().parent.parent / "notebooks"
     names = sorted(p.stem for p in folder.glob("*.ipynb"))
     if args.help_notebook is not None:
@@ -462,20 +568,40 @@ def _notebooks(args, command) -> int:
     if not names or unknown:
         command.error(f"no notebook named {unknown} in {folder}; valid: {names}")
     out = Path(args.out or f"results/notebooks/{args.budget}")
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failed = [], 0
-    for name in args.only or names:
-        start, status = time.perf_counter(), "done"
-        try:
-            papermill.execute_notebook(str(folder / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                       parameters={} if args.store_checked else {"budget": args.budget},
-                                       progress_bar=False, kernel_name="python3")
-            if args.store_checked:
-                store_checked_outputs(out / f"{name}.ipynb", folder / f"{name}.ipynb")
-        except Exception as err:  # a failing notebook is reported, and the others still run
-            status, failed = f"failed: {type(err).__name__}", failed + 1
-        rows.append(f"| [{name}]({name}.ipynb) | {status} | {time.perf_counter() - start:.0f} s |")
-        print(rows[-1], flush=True)
+    try:
+        check_writable(out, "--out")
+    except ValueError as err:
+        command.error(str(err))
+    args.resumes_from = out
+    import signal
+
+    from lshkit.env import _descendants, stop_children
+
+    before = _descendants(os.getpid())
+
+    def interrupted(signum, frame):
+        # A kernel runs in a session of its own and never sees Ctrl-C: stop it (and what it started)
+        # first, since nbclient's polite shutdown of a busy kernel prints the kernel's tracebacks.
+        stop_children(spared=before)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        rows, failed = [], 0
+        for name in args.only or names:
+            start, status = time.perf_counter(), "done"
+            try:
+                papermill.execute_notebook(str(folder / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                                           parameters={} if args.store_checked else {"budget": args.budget},
+                                           progress_bar=False, kernel_name="python3")
+                if args.store_checked:
+                    store_checked_outputs(out / f"{name}.ipynb", folder / f"{name}.ipynb")
+            except Exception as err:  # a failing notebook is reported, and the others still run
+                status, failed = f"failed: {type(err).__name__}", failed + 1
+            rows.append(f"| [{name}]({name}.ipynb) | {status} | {time.perf_counter() - start:.0f} s |")
+            print(rows[-1], flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)  # main may be called in-process
     index = ["# Notebooks at budget " + args.budget, "", "| notebook | status | wall |", "|---|---|---|", *rows]
     (out / "index.md").write_text("\n".join(index) + "\n")
     print(f"index: {out / 'index.md'}")

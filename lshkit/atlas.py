@@ -44,8 +44,8 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import multiprocessing
 import os
+import shutil
 import socket
 import time
 import zipfile
@@ -59,7 +59,7 @@ from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.io import JSONConfig, atomic_write, read_json, versions, write_json
 
 __all__ = ["AtlasSpec", "Atlas", "build_atlas", "covering_variants", "record_graphs", "graph_candidate", "atlas_status",
-           "load_atlas", "candidate_name", "configuration_name", "ATLAS_ROOT", "CONVENTIONS"]
+           "load_atlas", "candidate_name", "configuration_name", "ATLAS_ROOT", "CONVENTIONS", "AtlasDamaged"]
 
 #: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
 ATLAS_ROOT = Path("results") / "atlas"
@@ -400,17 +400,41 @@ def _save(folder: Path, result: dict) -> None:
 # ------------------------------------------------------------------------------ build
 
 
-def _check_spec_file(root: Path, spec: AtlasSpec) -> None:
+def _check_spec_file(root: Path, spec: AtlasSpec, write: bool = True) -> None:
+    """``root`` holds no atlas (then the spec is written there, with ``write``) or one of ``spec``."""
     path = root / _SPEC_FILE
     if path.exists():
-        stored = AtlasSpec.from_dict(read_json(path))
+        stored = _stored_spec(root)
         if stored != spec:
             diff = {k: (getattr(stored, k), getattr(spec, k)) for k in spec.to_dict()
                     if getattr(stored, k) != getattr(spec, k)}
+            preset = next((n for n in PRESETS if AtlasSpec(**PRESETS[n]) == stored), None)
+            which = f"--scale {preset} builds it, or " if preset else ""
             raise ValueError(f"{root} holds an atlas of another specification (field: stored, asked "
-                             f"= {diff}); build into another folder")
-    else:
+                             f"= {diff}); {which}build into another folder")
+    elif write:
         write_json(path, spec.to_dict())
+
+
+def _stored_spec(root: Path) -> AtlasSpec:
+    try:
+        return AtlasSpec.from_dict(read_json(root / _SPEC_FILE))
+    except (ValueError, TypeError) as err:  # cut JSON, or fields of no AtlasSpec
+        raise ValueError(f"{root / _SPEC_FILE} is corrupt ({err}); restore it from the atlas's "
+                         "repository or build into another folder") from None
+
+
+def _forget(root: Path, spec: AtlasSpec, names, remove: bool = True) -> None:
+    """Remove the folders of the candidates ``names`` (a damaged one, which atlas_status names), so
+    that the build trains them again; an unknown name is an error naming the valid ones (checked
+    alone with ``remove=False``)."""
+    valid = [candidate_name(p, s) for p, s in spec.candidates()]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"{unknown} are not candidates of the atlas at {root}; valid: {valid[:4]} ... "
+                         f"({len(valid)}; `atlas status` names the damaged ones)")
+    for name in names if remove else ():
+        shutil.rmtree(root / name, ignore_errors=True)
 
 
 _WORKER = {}
@@ -422,6 +446,13 @@ def _init_worker(data_dir):
     torch.set_num_threads(1)
     _WORKER["data_dir"] = data_dir
     _WORKER["corpora"] = {}
+
+
+def _init_pool_worker(data_dir):
+    from lshkit.env import child_process_init
+
+    child_process_init()
+    _init_worker(data_dir)
 
 
 def _corpus(spec: AtlasSpec):
@@ -464,8 +495,9 @@ def _run_jobs(work, todo: list, workers: int, data_dir, desc: str, progress: boo
                 done.append(work(job))
                 bar.update()
         else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(data_dir,)) as pool:
+            from lshkit.env import spawn_pool
+
+            with spawn_pool(workers, _init_pool_worker, (data_dir,)) as pool:  # Ctrl-C: this process stops them
                 for name in pool.imap_unordered(work, todo):
                     done.append(name)
                     bar.update()
@@ -505,7 +537,7 @@ def _queue_worker(args) -> list[str]:
 
 def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, limit: int | None = None,
                 progress: bool | None = None, storage: str | None = None, device: str = "cpu",
-                stale_after: float = 1800.0) -> list[str]:
+                stale_after: float = 1800.0, rebuild: list[str] | None = None) -> list[str]:
     """Train every candidate of ``spec`` not yet in ``root`` (default ``results/atlas/<scale>``)
     in ``workers`` processes of one torch thread each; returns the names built (by this call's
     processes). ``limit``: build at most that many this time (the rest another time).
@@ -515,14 +547,18 @@ def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, 
     system), claim candidates from one queue, so each is trained once; a candidate whose builder
     died (on this host) or sent no heartbeat for ``stale_after`` seconds is taken over and
     trained again from the start. ``device``: where each candidate trains (a GPU machine's
-    builders each take one)."""
+    builders each take one). ``rebuild``: names of candidates whose folders are removed and built
+    again, alone (damaged ones, which :func:`atlas_status` names)."""
     check_positive_int("workers", workers)
     if limit is not None:
         check_positive_int("limit", limit)
     root = Path(root or ATLAS_ROOT / spec.scale)
     _check_spec_file(root, spec)
+    if rebuild:
+        _forget(root, spec, rebuild)
     todo = [(spec.to_json(), p, s, str(root / candidate_name(p, s)), str(device)) for p, s in spec.candidates()
             if not (root / candidate_name(p, s) / "record.json").exists()]
+    todo = [job for job in todo if Path(job[3]).name in rebuild] if rebuild else todo
     todo = todo[:limit] if limit is not None else todo
     if storage is None:
         return _run_jobs(_build_one, todo, workers, data_dir, f"atlas {spec.scale}", progress)
@@ -535,7 +571,9 @@ def build_atlas(spec: AtlasSpec, root=None, *, workers: int = 1, data_dir=None, 
     args = (storage, spec.to_json(), jobs, data_dir, stale_after)
     if workers == 1:
         return _queue_builder(*args)
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    from lshkit.env import spawn_pool
+
+    with spawn_pool(workers) as pool:  # Ctrl-C: this process stops them
         return sorted(name for names in pool.map(_queue_worker, [args] * workers) for name in names)
 
 
@@ -669,8 +707,11 @@ class Atlas:
         """``[epochs + 1, N]`` LS of candidate ``name`` (row 0 before training), float32 as stored."""
         check_choice("convention", convention, CONVENTIONS)
         if name not in self._ls:
-            with np.load(self.root / name / "ls.npz") as data:
-                self._ls[name] = {c: data[c] for c in CONVENTIONS}
+            try:
+                with np.load(self.root / name / "ls.npz") as data:
+                    self._ls[name] = {c: data[c] for c in CONVENTIONS}
+            except Exception as err:  # cut or altered zip (BadZipFile, Bad CRC-32, zlib), a missing array
+                raise AtlasDamaged(self.root, name, "ls.npz", _unreadable(err)) from None
         return self._ls[name][convention]
 
     def graph(self, name: str, epoch: int) -> dict:
@@ -734,35 +775,104 @@ def _cpu_seconds(timing: dict) -> float:
                                             for e in timing["epochs"])
 
 
-def load_atlas(root) -> Atlas:
+class AtlasDamaged(ValueError):
+    """A candidate's file that cannot be read as the build wrote it (cut, altered, short): one
+    line naming the candidate, the file and the command that rebuilds that candidate alone."""
+
+    def __init__(self, root, name: str, file: str, cause: str):
+        self.root, self.name, self.file, self.cause = Path(root), name, file, cause
+        super().__init__(f"atlas candidate {name!r} is damaged: {Path(root) / name / file} {cause}; rebuild it "
+                         f"with `python -m lshkit atlas build --root {root} --rebuild {name}`")
+
+    def __reduce__(self):  # raised in a replay's worker process, re-raised in the parent
+        return type(self), (self.root, self.name, self.file, self.cause)
+
+
+def _unreadable(err: Exception) -> str:
+    words = " ".join(str(err).split())
+    return f"is corrupt ({type(err).__name__}: {words})" if words else f"is corrupt ({type(err).__name__})"
+
+
+def _read_candidate_json(root: Path, name: str, file: str):
+    try:
+        return read_json(root / name / file)
+    except FileNotFoundError:
+        raise AtlasDamaged(root, name, file, "is missing") from None
+    except ValueError as err:  # cut or altered JSON (JSONDecodeError, UnicodeDecodeError)
+        raise AtlasDamaged(root, name, file, _unreadable(err)) from None
+
+
+def load_atlas(root, damaged: dict | None = None) -> Atlas:
     """Read the atlas at ``root`` (a folder written by :func:`build_atlas`). Missing candidates
-    are allowed here (see :func:`atlas_status`); asking for one is a clear error."""
+    are allowed here (see :func:`atlas_status`); asking for one is a clear error. A candidate
+    whose JSON files cannot be read raises :class:`AtlasDamaged`, or, given a dict ``damaged``, is
+    left out and recorded there (name -> the error)."""
     root = Path(root)
     if not (root / _SPEC_FILE).exists():
         raise FileNotFoundError(f"no atlas at {root} (no {_SPEC_FILE}); build one with "
                                 "`python -m lshkit atlas build`")
-    spec = AtlasSpec.from_dict(read_json(root / _SPEC_FILE))
+    spec = _stored_spec(root)
     records, timing, graphs = {}, {}, {}
     for p, s in spec.candidates():
         name = candidate_name(p, s)
         if (root / name / "record.json").exists():
-            records[name] = read_json(root / name / "record.json")
-            timing[name] = read_json(root / name / "timing.json")
-            if (root / name / _GRAPHS_FILE).exists():
-                graphs[name] = read_json(root / name / _GRAPHS_FILE)
+            try:
+                record = _read_candidate_json(root, name, "record.json")
+                times = _read_candidate_json(root, name, "timing.json")
+                graph = (_read_candidate_json(root, name, _GRAPHS_FILE)
+                         if (root / name / _GRAPHS_FILE).exists() else None)
+            except AtlasDamaged as err:
+                if damaged is None:
+                    raise
+                damaged[name] = err
+                continue
+            records[name], timing[name] = record, times
+            if graph is not None:
+                graphs[name] = graph
     return Atlas(root, spec, records, timing, graphs)
+
+
+def _check_candidate(atlas: Atlas, name: str) -> None:
+    """What a replay reads of candidate ``name``, checked: an :class:`AtlasDamaged` if its record
+    stops short of the atlas's epochs (status ok), its timing rows do not match its epochs, or its
+    LS arrays cannot be read or have other than one row per recorded epoch."""
+    record, rows = atlas.records[name], len(atlas.records[name]["epochs"])
+    epochs = atlas.spec.train_config(record["seed"]).epochs
+    if record["status"] == "ok" and rows != epochs + 1:
+        raise AtlasDamaged(atlas.root, name, "record.json", f"has epochs 0-{rows - 1}, while the atlas trains "
+                           f"{epochs} and the record says it finished")
+    if len(atlas.timing[name]["epochs"]) != rows:
+        raise AtlasDamaged(atlas.root, name, "timing.json", f"has {len(atlas.timing[name]['epochs'])} rows "
+                           f"for the record's {rows} epochs")
+    stored = record["ls_settings"]["epochs_stored"]
+    for convention in CONVENTIONS:
+        shape = atlas.ls(name, convention).shape
+        if shape[0] != stored or (record["status"] == "ok" and stored != rows):
+            raise AtlasDamaged(atlas.root, name, "ls.npz", f"holds {shape[0]} {convention} rows, while the "
+                               f"record has {rows} epochs (LS of {stored} stored)")
 
 
 def atlas_status(root) -> dict:
     """What is done and what is missing, with the measured seconds per candidate, and the last
-    epoch of each sparse candidate's mask graphs (``graph_epochs``; -1 where none were taken)."""
-    atlas = load_atlas(root)
+    epoch of each sparse candidate's mask graphs (``graph_epochs``; -1 where none were taken).
+    Every file a replay reads is opened and checked (:func:`_check_candidate`): ``damaged`` maps
+    each candidate that fails to the one-line error naming its file and how to rebuild it; it
+    counts as neither done nor missing, and the atlas is not complete until it is rebuilt."""
+    errors = {}
+    atlas = load_atlas(root, damaged=errors)
+    for name in atlas.records:
+        try:
+            _check_candidate(atlas, name)
+        except AtlasDamaged as err:
+            errors[name] = err
     names = [candidate_name(p, s) for p, s in atlas.spec.candidates()]
-    done = [n for n in names if n in atlas.records]
+    done = [n for n in names if n in atlas.records and n not in errors]
     seconds = [_cpu_seconds(atlas.timing[n]) for n in done]
     mean = float(np.mean(seconds)) if seconds else math.nan
     return {"root": str(atlas.root), "scale": atlas.spec.scale, "total": len(names), "done": len(done),
-            "missing": [n for n in names if n not in atlas.records], "complete": len(done) == len(names),
+            "missing": [n for n in names if n not in atlas.records and n not in errors],
+            "complete": len(done) == len(names),
+            "damaged": {n: str(errors[n]) for n in names if n in errors},
             "failed": [n for n in done if atlas.records[n]["status"] != "ok"],
             "seconds_per_candidate": mean, "seconds_total": float(np.sum(seconds)),
             "remaining_seconds_one_worker": mean * (len(names) - len(done)),

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from lshkit import paper
-from lshkit.checks import check_int, check_number, check_positive_int, check_ratios
+from lshkit.checks import check_choice, check_int, check_number, check_positive_int, check_ratios
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.env import auto_progress, resolve_device
@@ -46,7 +46,9 @@ __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSIT
            "compare_methods", "atlas_methods", "atlas_robustness", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
            "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
            "SELFISH_RNN_MOS", "SELFISH_RNN", "mos_search_config",
-           "table1_claim", "robustness_claim", "speedup_holds"]
+           "table1_claim", "robustness_claim", "speedup_holds", "atlas_robustness_by_reference", "robustness_labels",
+           "atlas_methods_by_reference", "compare_methods_by_reference",
+           "atlas_time_to_target", "time_to_target_labels", "robustness_paired"]
 
 #: Table 1's methods, in its column order, with the labels the notebooks print.
 METHODS = {"dense": "dense", "selfish_rnn": "Selfish-RNN default", "lsh": "LSH pick"}
@@ -179,10 +181,10 @@ def _summarise(folder, key, configs, sparse, source, status, reason, valid_loss,
 
 
 def compare_methods(config: SearchConfig, out, *, storage: str | None = None, device="auto",
-                    reference_dir=None, progress: bool | None = None) -> pd.DataFrame:
+                    reference_dir=None, progress: bool | None = None, lsh_dir=None) -> pd.DataFrame:
     """One model's rows of Table 1: the dense model and the Selfish-RNN default trained fully
     (:func:`train_fixed`) and the pick of the search ``config`` (:func:`lshkit.search.run_search`,
-    into ``out/lsh``), all on ``config``'s TrainConfig, the pruned ones at its sparsity.
+    into ``lsh_dir``, default ``out/lsh``), all on ``config``'s TrainConfig, the pruned ones at its sparsity.
 
     Columns: model, dataset, method (a key of :data:`METHODS`), label, sparsity, status,
     valid_ppl, test_ppl, seconds (compute seconds: the whole search for LSH), configuration
@@ -195,8 +197,8 @@ def compare_methods(config: SearchConfig, out, *, storage: str | None = None, de
                           reference_dir=reference_dir, progress=progress)
     dense = train_fixed(cfg, None, Path(out) / "dense", device=dev, reference_dir=reference_dir,
                         progress=progress)
-    lsh = run_search(cfg, Path(out) / "lsh", storage=storage, device=dev, reference_dir=reference_dir,
-                     progress=progress)
+    lsh = run_search(cfg, Path(out) / "lsh" if lsh_dir is None else lsh_dir, storage=storage, device=dev,
+                     reference_dir=reference_dir, progress=progress)
     dataset = cfg.train_config().dataset
     rows = [
         ("dense", 0.0, dense["status"], dense["valid_ppl"], dense["test_ppl"], dense["seconds"], ""),
@@ -253,6 +255,62 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
     return pd.DataFrame([{"model": spec.model, "dataset": dataset, "label": METHODS[r["method"]], **r} for r in rows])
 
 
+_READING_LABELS = {"same_epoch": "same-epoch reference", "final": "final reference"}
+
+
+def _methods_by_reference(frames: dict) -> pd.DataFrame:
+    """Table 1 rows of one model under several readings of the LS reference (``frames``: reading ->
+    a :func:`compare_methods` or :func:`atlas_methods` frame) as one frame with a
+    ``reference`` column: the LSH pick once per reading, labelled with it ("LSH pick, same-epoch
+    reference"); the dense model and the Selfish-RNN default, which read no LS, once (the first
+    reading's rows; ``reference`` empty)."""
+    from lshkit.embedding import REFERENCES
+
+    if not frames:
+        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
+    lsh = [frame[frame.method == "lsh"].assign(reference=reference,
+                                               label=f"{METHODS['lsh']}, {_READING_LABELS[reference]}")
+           for reference, frame in frames.items()]
+    first = next(iter(frames.values()))
+    order = {m: i for i, m in enumerate(METHODS)}
+    out = pd.concat([first[first.method != "lsh"].assign(reference=None)] + lsh, ignore_index=True)
+    return out.sort_values("method", key=lambda m: m.map(order), kind="stable", ignore_index=True)
+
+
+def _references(references) -> list:
+    from lshkit.embedding import REFERENCES
+
+    references = list(references)
+    for reference in references:
+        check_choice("reference", reference, REFERENCES)
+    return references
+
+
+def atlas_methods_by_reference(atlas, out, *, references=("same_epoch", "final"), repeats: int = 100,
+                               first_seed: int = 0, budget: str = "low", committed=None) -> pd.DataFrame:
+    """:func:`atlas_methods` under each reading of the LS reference in ``references``
+    (:data:`lshkit.embedding.REFERENCES`), in one frame with a ``reference`` column: the LSH pick's
+    row once per reading (its replays in ``out/sampler=tpe-reference=<reading>``), the dense model
+    and the Selfish-RNN default once (``reference`` empty). :func:`table1_claim` judges it per reading."""
+    return _methods_by_reference({r: atlas_methods(atlas, out, repeats=repeats, first_seed=first_seed, budget=budget,
+                                                   reference=r, committed=committed)
+                                  for r in _references(references)})
+
+
+def compare_methods_by_reference(config: SearchConfig, out, *, references=("same_epoch", "final"),
+                                 storage: str | None = None, device="auto", reference_dir=None,
+                                 progress: bool | None = None) -> pd.DataFrame:
+    """:func:`compare_methods` under each reading of the LS reference in ``references``: the dense
+    model and the Selfish-RNN default trained once (read back for the other readings), one LSH
+    search per reading into ``out/lsh-reference=<reading>``; one frame as
+    :func:`atlas_methods_by_reference`."""
+    _check_config(config)
+    return _methods_by_reference({r: compare_methods(dataclasses.replace(config, reference=r), out, storage=storage,
+                                                     device=device, reference_dir=reference_dir, progress=progress,
+                                                     lsh_dir=Path(out) / f"lsh-reference={r}")
+                                  for r in _references(references)})
+
+
 def mos_search_config(config: SearchConfig, device="auto") -> tuple[SearchConfig, str]:
     """``config``, an AWD-LSTM-MoS search, on the data of Table 1's AWD-LSTM-MoS row, and a sentence
     saying which: the generated corpus at budget "smoke"; otherwise WikiText-2 (the paper's data)
@@ -285,7 +343,16 @@ def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
     the Selfish-RNN default's and the dense model's. A missing number (failed or not run) makes it
     False. Columns model, dense, selfish_rnn, lsh (test perplexities), holds, and state: one of
     "holds", "does not hold", "is inconclusive", judged on the LSH mean's 95% interval against the
-    better of the other two where ``rows`` has a ci95 column (replays), else on holds."""
+    better of the other two where ``rows`` has a ci95 column (replays), else on holds.
+    A frame with a ``reference`` column (:func:`atlas_methods_by_reference`,
+    :func:`compare_methods_by_reference`) is judged once per reading of the LSH pick's reference,
+    against the same dense and Selfish-RNN rows, in a first column ``reference``."""
+    if "reference" in rows and rows.reference.notna().any():
+        shared = rows[rows.reference.isna()].drop(columns="reference")
+        claims = [table1_claim(pd.concat([shared, rows[rows.reference == r].drop(columns="reference")]))
+                  .assign(reference=r) for r in pd.unique(rows.reference.dropna())]
+        out = pd.concat(claims, ignore_index=True)
+        return out[["reference"] + [c for c in out.columns if c != "reference"]]
     table = rows.pivot_table(index="model", columns="method", values="test_ppl", sort=False, dropna=False)
     table = table.reindex(columns=list(METHODS))
     table["holds"] = (table["lsh"] < table["selfish_rnn"]) & (table["lsh"] < table["dense"])
@@ -380,10 +447,76 @@ def atlas_robustness(atlas, out, *, repeats: int = 100, first_seed: int = 0, ref
     return pd.DataFrame(rows + fixed)
 
 
+def atlas_robustness_by_reference(atlas, out, *, references=("same_epoch", "final"), repeats: int = 100,
+                                  first_seed: int = 0, committed=None, workers: int = 1) -> pd.DataFrame:
+    """:func:`atlas_robustness` under each reading of the LS reference in ``references``
+    (:data:`lshkit.embedding.REFERENCES`), in one frame with a ``reference`` column: LSH's rows once
+    per reading; TPE with loss ranking, the Selfish-RNN default and the dense model, which read no
+    LS, once (their ``reference`` empty; the loss-ranked replays are one folder, replayed once)."""
+    from lshkit.embedding import REFERENCES
+
+    references = list(references)
+    if not references:
+        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
+    frames = []
+    for k, reference in enumerate(references):
+        check_choice("reference", reference, REFERENCES)
+        frame = atlas_robustness(atlas, out, repeats=repeats, first_seed=first_seed, reference=reference,
+                                 committed=committed, workers=workers)
+        lsh = frame.method == _RANKING_METHOD["ls"]
+        frames.append(frame[lsh].assign(reference=reference))
+        if k == 0:
+            shared = frame[~lsh].assign(reference=None)
+    return pd.concat(frames + [shared], ignore_index=True)
+
+
+def robustness_labels(frame: pd.DataFrame) -> pd.Series:
+    """The label a figure gives each row of a :func:`robustness` or
+    :func:`atlas_robustness_by_reference` frame: its method, and for LSH the reading of its
+    reference where the frame names one ("LSH (TPE, LS ranking), same-epoch reference")."""
+    names = {"same_epoch": "same-epoch reference", "final": "final reference"}
+    if "reference" not in frame:
+        return frame.method.copy()
+    reading = frame.reference.map(names)
+    return frame.method.where(reading.isna(), frame.method + ", " + reading.fillna(""))
+
+
 def robustness_claim(frame: pd.DataFrame) -> pd.DataFrame:
     """Fig. 3 left's claims in our numbers, per pruning ratio of a :func:`robustness` frame
     (means over repeats): whether LSH's test perplexity is below TPE's with loss ranking and the
-    Selfish-RNN default's (``beats_baselines``) and below the dense model's (``beats_dense``)."""
+    Selfish-RNN default's (``beats_baselines``) and below the dense model's (``beats_dense``).
+    A frame with a ``reference`` column (:func:`atlas_robustness_by_reference`) is judged once per
+    reading of LSH's reference, against the same baselines, in a first column ``reference``."""
+    if "reference" in frame and frame.reference.notna().any():
+        shared = frame[frame.reference.isna()]
+        claims = [_robustness_claim(pd.concat([frame[frame.reference == r], shared])).assign(reference=r)
+                  for r in pd.unique(frame.reference.dropna())]
+        out = pd.concat(claims, ignore_index=True)
+        return out[["reference"] + [c for c in out.columns if c != "reference"]]
+    return _robustness_claim(frame)
+
+
+def robustness_paired(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 3 left's claim against TPE with loss ranking, judged by an interval: per pruning ratio
+    (and reading of LSH's reference, where ``frame`` has a ``reference`` column), LSH's test
+    perplexity minus the loss-ranked search's, paired by seed (a replay's seed gives both the same
+    initial pool), with the verdict on "LSH selects better" (:func:`lshkit.evidence.paired_replays`)."""
+    from lshkit.evidence import paired_replays
+
+    searches = frame[frame.method.isin(list(_RANKING_METHOD.values()))]
+    arm = searches.method.map({v: k for k, v in _RANKING_METHOD.items()})
+    searches = searches.assign(arm=arm)
+    if "reference" not in searches or searches.reference.isna().all():
+        return paired_replays(searches, a="ls", b="loss", column="arm", by=["sparsity"])
+    loss = searches[searches.arm == "loss"]
+    tables = [paired_replays(pd.concat([searches[searches.reference == r], loss]), a="ls", b="loss", column="arm",
+                             by=["sparsity"]).assign(reference=r)
+              for r in pd.unique(searches.reference.dropna())]
+    out = pd.concat(tables, ignore_index=True)
+    return out[["reference"] + [c for c in out.columns if c != "reference"]]
+
+
+def _robustness_claim(frame: pd.DataFrame) -> pd.DataFrame:
     means = frame.groupby(["sparsity", "method"], sort=True)["test_ppl"].mean().unstack("method")
     dense = means.pop(METHODS["dense"]).dropna().mean() if METHODS["dense"] in means else math.nan
     means = means.drop(index=0.0, errors="ignore")
@@ -508,6 +641,51 @@ def time_to_target(config: SearchConfig, out, *, target_ppl: float, max_candidat
         "lsh_summary_time_to_target_seconds": lsh["time_to_target_seconds"],
     }
     return curves, result
+
+
+def atlas_time_to_target(atlas, target_ppl: float, out, *, references=("same_epoch", "final"), repeats: int = 100,
+                         first_seed: int = 0, budget: str = "low", committed=None) -> pd.DataFrame:
+    """Fig. 3 right on an atlas under each reading of the LS reference in ``references``:
+    :func:`lshkit.replay.replay_time_to_target` once per reading, into ``<out>-reference=<reading>``
+    (read from ``<committed>-reference=<reading>`` where finished there), in one frame whose
+    ``reference`` column names the reading LSH's LS ranking read. The loss-ranked LSH and the
+    full-training search read no LS: they are replayed under every reading, and a disagreement
+    between two readings' copies is an error."""
+    from lshkit.embedding import REFERENCES
+    from lshkit.replay import replay_time_to_target
+
+    references = list(references)
+    if not references:
+        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
+    frames = []
+    for reference in references:
+        check_choice("reference", reference, REFERENCES)
+        suffix = f"-reference={reference}"
+        frames.append(replay_time_to_target(
+            atlas, target_ppl, repeats=repeats, first_seed=first_seed, budget=budget, reference=reference,
+            out=Path(f"{out}{suffix}"), committed=None if committed is None else Path(f"{committed}{suffix}"))
+            .assign(reference=reference))  # replays saved before the reading was a column lack it
+    columns = ["repeat", "method", "seconds", "spent_seconds", "valid_ppl"]
+    shared = [f[f.method != "LSH (ls ranking)"][columns].reset_index(drop=True) for f in frames]
+    for reference, other in zip(references[1:], shared[1:]):
+        try:  # one may be read back from its CSV: equal to the last bit is not asked
+            pd.testing.assert_frame_equal(other, shared[0], check_dtype=False, rtol=1e-9)
+        except AssertionError:
+            raise ValueError(f"the searches that read no LS differ between the readings {references[0]!r} and "
+                             f"{reference!r}: their replays are not of the same experiment") from None
+    return pd.concat(frames, ignore_index=True)
+
+
+def time_to_target_labels(times: pd.DataFrame, *, ls_method: str = "LSH (ls ranking)") -> pd.DataFrame:
+    """The curves of Fig. 3 right in a frame of :func:`atlas_time_to_target`: ``ls_method``'s rows
+    once per reading, labelled with it ("LSH (ls ranking), same-epoch reference"), and the other
+    methods' rows once (the first reading's copies), labelled with the method; column ``label``."""
+    names = {"same_epoch": "same-epoch reference", "final": "final reference"}
+    first = times.reference == times.reference.iloc[0]
+    mine = times.method == ls_method
+    out = times[mine | first]
+    label = out.method.where(out.method != ls_method, out.method + ", " + out.reference.map(names))
+    return out.assign(label=label).reset_index(drop=True)
 
 
 def speedup_holds(result: dict) -> bool:

@@ -9,7 +9,10 @@ valid and test in that order, ids by first appearance. PTB then has 10,000 words
 Files are looked for under the ``root`` argument, then ``$LSHKIT_DATA_DIR``, then ``data/``
 at the repository root; within each, in ``<name>/`` and in the directory itself. Every file
 is checked against its published MD5 before use. Missing files are downloaded into
-``data/<name>/`` when ``download=True`` and a network exists.
+``data/<name>/`` when ``download=True`` and a network exists, by pooch (Fatiando a Terra's
+data fetcher, as SciPy's and scikit-image's datasets use it) from :func:`registry`'s MD5s: a
+download lands in a temporary file beside its target and is moved into place only once its
+hash matches, and a file already there with the right hash is not fetched again.
 
 ``"smoke"`` is a corpus the kit generates: sentences of a small probabilistic grammar with
 number agreement across nested relative clauses, so a small LSTM has something real to learn
@@ -18,7 +21,6 @@ and tests and smoke runs need neither files nor network.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import math
 import os
@@ -31,7 +33,6 @@ from pathlib import Path
 
 import torch
 
-from lshkit.io import atomic_write
 
 CORPORA = ("ptb", "wikitext2", "smoke")
 SPLITS = ("train", "valid", "test")
@@ -247,11 +248,9 @@ def _missing_message(name: str, looked: list[Path], download: str) -> str:
 
 @lru_cache(maxsize=None)
 def _md5(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    import pooch  # here, not at the top: it adds 0.1 s to every `import lshkit.data` (measured)
+
+    return pooch.file_hash(path, alg="md5")
 
 
 def _check_md5(stamp: tuple[str, int, int], expected: str) -> None:
@@ -314,34 +313,64 @@ def _fresh(corpus: Corpus) -> Corpus:
 
 # --- downloading ----------------------------------------------------------------------------
 
+def registry(name: str) -> dict[str, str]:
+    """The files of corpus ``name`` that can be downloaded, with their pooch hashes (``md5:...``)."""
+    if name == "ptb":
+        return {f"ptb.{s}.txt": f"md5:{PTB_MD5[s]}" for s in SPLITS}
+    if name == "wikitext2":
+        return {WIKITEXT2_ZIP: f"md5:{WIKITEXT2_ZIP_MD5}"}
+    raise ValueError(f"no files to download for corpus {name!r}; valid: ptb, wikitext2")
+
+
+def _mirrors(name: str) -> tuple[str, ...]:
+    urls = (PTB_URL.format(split="train"),) if name == "ptb" else WIKITEXT2_URLS
+    return tuple(url.rsplit("/", 1)[0] + "/" for url in urls)
+
+
 def _fetch_url(url: str) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "lshkit"})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         return response.read()
 
 
-def _download(name: str, folder: Path) -> None:
-    """Fetch the public files into ``folder``, each verified before it replaces anything there."""
-    if name == "ptb":
-        jobs = [((PTB_URL.format(split=s),), f"ptb.{s}.txt", PTB_MD5[s]) for s in SPLITS]
+def _downloader(url: str, output_file, pooch_obj, check_only: bool = False):
+    """pooch's downloader interface over :func:`_fetch_url` (urllib: no extra dependency, and a
+    timeout of :data:`DOWNLOAD_TIMEOUT_S`, so an offline machine fails in seconds)."""
+    if check_only:
+        return True
+    payload = _fetch_url(url)
+    if hasattr(output_file, "write"):
+        output_file.write(payload)
     else:
-        jobs = [(WIKITEXT2_URLS, WIKITEXT2_ZIP, WIKITEXT2_ZIP_MD5)]
-    for urls, filename, md5 in jobs:
-        failures = []
-        for url in urls:
-            try:
-                payload = _fetch_url(url)
-            except OSError as err:
-                failures.append(f"{url}: {err}")
-                continue
-            actual = hashlib.md5(payload).hexdigest()
-            if actual != md5:
-                failures.append(f"{url}: MD5 {actual}, expected {md5}")
-                continue
-            atomic_write(folder / filename, payload)
-            break
-        else:
-            raise OSError("; ".join(failures))
+        Path(output_file).write_bytes(payload)
+    return None
+
+
+def _download(name: str, folder: Path) -> None:
+    """Fetch the public files into ``folder`` with pooch, each verified against :func:`registry`
+    before it replaces anything there; every mirror is tried in turn."""
+    import logging
+
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch announces every download at INFO; a notebook's stderr stays clean
+    try:
+        for filename in registry(name):
+            failures = []
+            for base in _mirrors(name):
+                fetcher = pooch.create(path=folder, base_url=base, registry=registry(name), retry_if_failed=0)
+                try:
+                    fetcher.fetch(filename, downloader=_downloader)
+                except (OSError, ValueError) as err:  # unreachable, or a hash that does not match
+                    failures.append(f"{base}{filename}: {err}")
+                    continue
+                break
+            else:
+                raise OSError("; ".join(failures))
+    finally:
+        logger.setLevel(level)
 
 
 # --- the generated smoke corpus -------------------------------------------------------------

@@ -10,7 +10,14 @@ a bootstrap 95% interval over candidates; :func:`paired_difference` the differen
 :func:`survival` the practical form (does the true best quarter survive a half-removal?);
 :func:`seed_noise` the training noise measured by the atlas's seed replicates; and
 :func:`paired_replays` the paired difference of two rankings over replayed searches (Table 2),
-:func:`best_combination` and :func:`optimal_only_from` the claims of Tables B2 and 4.
+:func:`best_combination` and :func:`optimal_only_from` the claims of Tables B2 and 4; and for
+setting the two readings of the LS reference side by side, :func:`with_arms` (which reading, or
+which other ranking, each search is), :func:`arm_table` (one column per arm) and
+:func:`paired_by_reading` (LS − loss once per reading). The early signals under each reading:
+:func:`reference_signals`, :func:`by_reference`, :func:`survival_by_reference` and
+:func:`ordering_by_reference`; :func:`distinct_values` shows the epochs where a signal only tells
+the sparse inits apart; :func:`reference_drift`, :func:`floor_exponents`, :func:`nearest_half`
+and :func:`reference_drift_figure` diagnose why one reading ranks and the other does not.
 """
 from __future__ import annotations
 
@@ -28,10 +35,19 @@ from lshkit.sweep import summarise
 
 __all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival", "seed_noise",
            "paired_replays", "best_combination", "optimal_only_from", "interval_verdict", "overall_verdict",
-           "time_to_target_summary", "trajectories", "SIGNALS"]
+           "time_to_target_summary", "trajectories", "with_arms", "arm_table", "paired_by_reading", "SIGNALS",
+           "READINGS", "READING_NOTES", "TRAJECTORY_DISTANCES", "LS_FLOOR", "reference_signals", "by_reference",
+           "survival_by_reference", "distinct_values", "ordering_by_reference", "reference_drift", "floor_exponents",
+           "nearest_half", "reference_drift_figure", "time_to_target_by_reference"]
 
 #: The two early signals the paper sets against each other, in the order tables show them.
 SIGNALS = ("ls_distance", "valid_loss")
+#: How tables name LS ranking under each reading of its reference (:data:`lshkit.embedding.REFERENCES`,
+#: in that order: the dense LS at the candidate's epoch, as the authors' code, then its final LS).
+READINGS = {"same_epoch": "LS (same epoch)", "final": "LS (final)"}
+#: What each reading is, for the sentences that state a verdict per reading.
+READING_NOTES = {"same_epoch": "the dense LS at the candidate's epoch (the authors' code, which made the paper's numbers)",
+                 "final": "the dense model's final LS (the paper's text read literally)"}
 
 
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
@@ -159,11 +175,7 @@ def survival(frame: pd.DataFrame, signal: str, *, best: float = 0.25, keep: floa
         k = max(1, round(keep * n))
         values = group[signal].to_numpy()
         top = group[target].rank(method="first").to_numpy() <= max(1, round(best * n))
-        # Ties are broken at random: a candidate tied with others across the cut is kept with the
-        # probability of landing among the first k (a constant signal keeps the best by chance).
-        below = (values[None, :] < values[:, None]).sum(axis=1)
-        tied = (values[None, :] == values[:, None]).sum(axis=1)
-        kept = np.clip((k - below) / tied, 0.0, 1.0)
+        kept = _kept(values, k)  # ties broken at random: a constant signal keeps the best by chance
         rows.append({"epoch": epoch, "signal": signal, "candidates": n, "best": int(top.sum()),
                      "survivors": float(kept[top].sum()), "fraction": float(kept[top].mean())})
     return pd.DataFrame(rows)
@@ -210,6 +222,73 @@ def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", colum
     wins = wide.groupby(by, sort=False)["difference"].agg(
         **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
     return out.drop(columns=["std", "ci95"]).merge(wins, on=by)
+
+
+def with_arms(frame: pd.DataFrame, *, column: str = "ranking", ls: str = "ls") -> pd.DataFrame:
+    """``frame`` (searches, one per row) with a column ``arm``: :data:`READINGS` of its ``reference``
+    for a search ranked by ``ls`` ("LS (same epoch)", "LS (final)"), its ``column`` value otherwise
+    ("loss", "gap": rankings that read no LS have no reading). A frame without a ``reference``
+    column holds searches saved before the reading was an option, which all read the dense model's
+    final LS (the replays committed then are named ``reference=final``): its LS searches are
+    "LS (final)". An LS search with another or no reading is an error."""
+    if column not in frame:
+        raise ValueError(f"frame has no column {column!r}; its columns are {list(frame.columns)}")
+    ranking = frame[column].astype(str)
+    reference = frame["reference"] if "reference" in frame else pd.Series("final", index=frame.index)
+    is_ls = ranking == ls
+    unread = sorted(set(reference[is_ls & ~reference.isin(list(READINGS))].astype(str)))
+    if unread:
+        raise ValueError(f"LS-ranked searches with reference {unread}; valid: {list(READINGS)}")
+    return frame.assign(arm=ranking.where(~is_ls, reference.map(READINGS)))
+
+
+def arm_table(frame: pd.DataFrame, by, *, arms, value: str = "test_ppl", fmt: str = "{:.1f}") -> pd.DataFrame:
+    """The arms of a comparison side by side: one row per combination of the values of ``by``
+    present in ``frame`` (in order of appearance), one column per arm of ``arms`` (column ``arm``,
+    :func:`with_arms`), each cell the mean of ``value`` with its 95% Student-t interval and n
+    (:func:`lshkit.sweep.summarise`; a single search shows its value and n=1, which means "not
+    measured", not "certain"), and "missing" where the arm has no search in that row (a cell not
+    run), so that a table over several runs shows what is absent instead of failing."""
+    from lshkit.report import with_interval
+
+    by, arms = [by] if isinstance(by, str) else list(by), list(arms)
+    if not arms:
+        raise ValueError("arms must name at least one arm")
+    table = summarise(frame, by + ["arm"], value)
+    table["cell"] = (with_interval(table["mean"], table["mean"] - table["ci95"], table["mean"] + table["ci95"], fmt)
+                     + " n=" + table["n"].astype(str)).where(table["n"] > 0, "missing")
+    rows = (pd.MultiIndex.from_product([pd.unique(frame[c]) for c in by], names=by) if len(by) > 1
+            else pd.Index(pd.unique(frame[by[0]]), name=by[0]))
+    return (table.pivot(index=by, columns="arm", values="cell").reindex(index=rows, columns=arms)
+            .astype(object).fillna("missing").rename_axis(columns=None))
+
+
+def paired_by_reading(frame: pd.DataFrame, *, baseline: str = "loss", by=("sampler", "budget"),
+                      value: str = "test_ppl") -> pd.DataFrame:
+    """:func:`paired_replays` of LS ranking minus ``baseline`` ranking once per reading of the LS
+    reference in ``frame`` (column ``arm``, :func:`with_arms`): each reading's LS searches against
+    the same ``baseline`` searches, paired by seed. One row per reading and group of ``by``, with
+    the reading first (column ``reference``, in :data:`READINGS` order); a reading not run at all has
+    no rows, and a group where the baseline ran but the reading did not has the verdict "not run"
+    (0 pairs), which keeps :func:`overall_verdict` from saying the claim holds in every cell.
+    Columns as :func:`paired_replays` (``ls_better``, ``<baseline>_better``)."""
+    by = list(by)
+    base = frame[frame.arm == baseline]
+    if base.empty:
+        raise ValueError(f"frame has no search of arm {baseline!r}; its arms are {sorted(set(frame.arm))}")
+    tables = []
+    for reference, label in READINGS.items():
+        ls = frame[frame.arm == label]
+        if ls.empty:
+            continue
+        table = paired_replays(pd.concat([ls.assign(arm="ls"), base]), a="ls", b=baseline, column="arm", by=by,
+                               value=value)
+        ran = table[by].apply(tuple, axis=1).isin(set(ls[by].apply(tuple, axis=1)))
+        tables.append(table.assign(reference=reference, verdict=table.verdict.where(ran, "not run")))
+    if not tables:
+        raise ValueError(f"frame has no LS-ranked search; its arms are {sorted(set(frame.arm))}")
+    table = pd.concat(tables, ignore_index=True)
+    return table[["reference"] + [c for c in table.columns if c != "reference"]]
 
 
 def best_combination(frame: pd.DataFrame, best=("pca", "l2"), *, columns=("embedding", "distance"),
@@ -296,12 +375,40 @@ def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full trainin
     return pd.DataFrame(rows)
 
 
+def time_to_target_by_reference(frame: pd.DataFrame, *, ls_method: str = "LSH (ls ranking)",
+                                baseline: str = "full training", holds_above: float | None = None,
+                                n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """:func:`time_to_target_summary` of replays made under several readings of the LS reference
+    (a frame with a ``reference`` column, :func:`lshkit.baselines.atlas_time_to_target`):
+    ``ls_method`` once per reading, its ``reference`` named; the other methods, which read no LS,
+    once, from the first reading's replays (``reference`` empty). With ``holds_above``, a column
+    ``verdict`` on "the speed-up is above ``holds_above``", judged by its interval
+    (:func:`interval_verdict`)."""
+    readings = list(pd.unique(frame.reference))
+    parts = []
+    for k, reference in enumerate(readings):
+        summary = time_to_target_summary(frame[frame.reference == reference], baseline=baseline, n_boot=n_boot,
+                                         seed=seed)
+        mine = summary.method == ls_method
+        parts.append(summary[mine].assign(reference=reference))
+        if k == 0:
+            shared = summary[~mine].assign(reference=None)
+    out = pd.concat(parts + [shared], ignore_index=True)
+    if holds_above is not None:
+        out["verdict"] = [interval_verdict(lo - holds_above, hi - holds_above)
+                          for lo, hi in zip(out.speedup_lo, out.speedup_hi)]
+    return out[["reference"] + [c for c in out.columns if c != "reference"]]
+
+
 def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = None) -> pd.DataFrame:
     """Fig. 1 over every atlas candidate: one row per (candidate, epoch) of training seed ``seed``
     (default the atlas's main seed), the dense model included, with the LS embedded in one 2-D PCA
-    space fitted on every candidate and epoch (``pc1``, ``pc2``), the same-epoch L2 between the raw
-    spectra of the candidate and the dense model (what the authors' code measures), and the
-    candidate's final validation perplexity."""
+    space fitted on every candidate and epoch (``pc1``, ``pc2``), the L2 between the raw spectra of
+    the candidate and the dense model under each reading of the reference
+    (:data:`TRAJECTORY_DISTANCES`): ``distance_same_epoch`` (the dense LS at the same epoch, what the
+    authors' code measures) and ``distance_final`` (the dense model's final LS; the dense model's own
+    row is how far its LS still is from where it ends), and the candidate's configuration (empty for
+    the dense model) and final validation perplexity."""
     check_choice("convention", convention, ("paper", "full"))
     seed = atlas.spec.seed if seed is None else seed
     names = [n for n, r in atlas.records.items() if r["seed"] == seed and r["status"] == "ok"]
@@ -313,8 +420,278 @@ def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = 
         xy = points.transform(history)
         record = atlas.records[name]
         same = np.linalg.norm(history - histories[dense][: len(history)], axis=1)
+        final = np.linalg.norm(history - histories[dense][-1], axis=1)
         for e, (x, y) in enumerate(xy):
-            rows.append({"name": name, "dense": record["params"] is None, "epoch": e, "pc1": x, "pc2": y,
-                         "distance_same_epoch": same[e], "valid_ppl": record["epochs"][e]["valid_ppl"],
+            rows.append({"name": name, "dense": record["params"] is None, **(record["params"] or {}), "epoch": e,
+                         "pc1": x, "pc2": y, "distance_same_epoch": same[e], "distance_final": final[e],
+                         "valid_ppl": record["epochs"][e]["valid_ppl"],
                          "final_valid_ppl": record["epochs"][-1]["valid_ppl"]})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ the two readings of the LS reference
+
+#: The columns of :func:`trajectories` holding each reading's raw L2 to the dense LS.
+TRAJECTORY_DISTANCES = {"same_epoch": "distance_same_epoch", "final": "distance_final"}
+#: log2 of the floor every ``|r_ii|`` is clamped to before the log (:data:`lshkit.ls.R_FLOOR`,
+#: 1e-30): an exponent there is a direction annihilated at every step (a fully pruned row's), not a
+#: blow-up.
+LS_FLOOR = math.log2(1e-30)
+#: Each reading as figures name it (the keys of :data:`lshkit.report.PALETTE`).
+_READING_NAMES = {"same_epoch": "same-epoch reference", "final": "final reference"}
+
+
+def _references(references) -> list[str]:
+    references = list(references)
+    if not references:
+        raise ValueError(f"references must name at least one reading; valid: {list(emb.REFERENCES)}")
+    for reference in references:
+        check_choice("reference", reference, emb.REFERENCES)
+    return references
+
+
+def reference_signals(atlas: Atlas, epochs=range(6), *, references=emb.REFERENCES, **settings) -> pd.DataFrame:
+    """:func:`early_signals` under each reading of the dense reference in ``references``, in one
+    frame whose first column ``reference`` names the reading (the loss and the final perplexities,
+    which read no LS, repeat under each). ``settings``: the other options of :func:`early_signals`."""
+    frame = pd.concat([early_signals(atlas, epochs, reference=r, **settings).assign(reference=r)
+                       for r in _references(references)], ignore_index=True)
+    return frame[["reference"] + [c for c in frame.columns if c != "reference"]]
+
+
+def by_reference(correlations: pd.DataFrame, differences: pd.DataFrame, *, convention: str = "paper",
+                 embedding: str = "pca", distance: str = "l2") -> pd.DataFrame:
+    """One LS setting of :func:`predictive_power`'s frames under each of their readings: one row per
+    (reference, epoch), the readings in the frames' order, with ρ of the LS distance with the final
+    validation perplexity (``rho_ls``, ``rho_ls_lo``, ``rho_ls_hi``), ρ of the validation loss
+    (``rho_loss``, ...), ρ(LS) − ρ(loss) with its paired interval (``difference``, ``lo``, ``hi``)
+    and the verdicts of :func:`interval_verdict` on "the LS distance predicts the final validation
+    perplexity" (``ls_predicts``: ρ above 0) and "it predicts it better than the loss"
+    (``ls_beats_loss``)."""
+    keys = {"convention": convention, "embedding": embedding, "distance": distance}
+    pick = lambda f: f.loc[(f[list(keys)] == pd.Series(keys)).all(axis=1)]  # noqa: E731
+    corr, diff = pick(correlations), pick(differences)
+    if diff.empty:
+        raise ValueError(f"the frames hold no rows for {keys}")
+    order = list(pd.unique(diff.reference))
+    c = corr.set_index(["reference", "epoch", "signal"])[["rho", "lo", "hi"]].unstack("signal")
+    out = pd.DataFrame({f"rho_{short}{suffix}": c[(column, signal)]
+                        for signal, short in (("ls_distance", "ls"), ("valid_loss", "loss"))
+                        for column, suffix in (("rho", ""), ("lo", "_lo"), ("hi", "_hi"))})
+    out = diff.set_index(["reference", "epoch"])[["candidates", "difference", "lo", "hi"]].join(out)
+    out["ls_predicts"] = [interval_verdict(lo, hi) for lo, hi in zip(out.rho_ls_lo, out.rho_ls_hi)]
+    out["ls_beats_loss"] = [interval_verdict(lo, hi) for lo, hi in zip(out.lo, out.hi)]
+    out = out.reset_index()
+    out["reference"] = pd.Categorical(out.reference, order, ordered=True)
+    out = out.sort_values(["reference", "epoch"], kind="stable")
+    return out.assign(reference=out.reference.astype(str)).reset_index(drop=True)
+
+
+def _kept(values: np.ndarray, k: int) -> np.ndarray:
+    """The probability that each of ``values`` is among the ``k`` lowest, ties broken at random (a
+    candidate tied with others across the cut is kept with the probability of landing among the
+    first k; a constant signal keeps every candidate by chance)."""
+    below = (values[None, :] < values[:, None]).sum(axis=1)
+    tied = (values[None, :] == values[:, None]).sum(axis=1)
+    return np.clip((k - below) / tied, 0.0, 1.0)
+
+
+def survival_by_reference(frame: pd.DataFrame, *, best: float = 0.25, keep: float = 0.5) -> pd.DataFrame:
+    """:func:`survival` of a :func:`reference_signals` frame's signals: one row per (arm, epoch), the
+    arm being the LS distance under each reading (:data:`READINGS`, in the frame's order) or the
+    validation loss ("loss", once: it reads no LS), with the ``reference`` column (empty for the loss)."""
+    readings = list(pd.unique(frame.reference))
+    parts = [survival(frame[frame.reference == r], "ls_distance", best=best, keep=keep)
+             .assign(arm=READINGS[r], reference=r) for r in readings]
+    parts.append(survival(frame[frame.reference == readings[0]], "valid_loss", best=best, keep=keep)
+                 .assign(arm="loss", reference=None))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["arm", "reference"] + [c for c in out.columns if c not in ("arm", "reference")]]
+
+
+def distinct_values(frame: pd.DataFrame, signals=SIGNALS, *, by: str = "sparse_init") -> pd.DataFrame:
+    """Where a signal ranks nothing but ``by``: per epoch (and reading, where ``frame`` has a
+    ``reference`` column) and signal, the number of distinct values the signal takes over the
+    candidates (``distinct``), the number of values of ``by`` (``groups``) and whether ``by`` alone
+    sets the signal (``only_by``: a single value within each of its groups). Where ``only_by``
+    holds, a rank correlation of the signal tells the groups of ``by`` apart and ranks no candidate
+    within them."""
+    if by not in frame.columns:
+        raise ValueError(f"by={by!r} is not a column of the frame; choose one of {sorted(frame.columns)}")
+    keys = (["reference"] if "reference" in frame.columns else []) + ["epoch"]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False):
+        key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        for signal in signals:
+            rows.append({**key, "signal": signal, "candidates": len(group), "distinct": group[signal].nunique(),
+                         "groups": group[by].nunique(),
+                         "only_by": bool((group.groupby(by)[signal].nunique() <= 1).all())})
+    return pd.DataFrame(rows)
+
+
+def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=emb.REFERENCES, *,
+                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Fig. 1's early-ordering statistic under each reading, over a :func:`trajectories` frame:
+    Spearman's ρ of each pruned candidate's raw L2 to the dense LS (:data:`TRAJECTORY_DISTANCES`)
+    at epoch E with its final validation perplexity, with the bootstrap 95% interval of
+    :func:`rank_correlation`; one row per (reference, epoch)."""
+    epochs = list(epochs)
+    pruned = paths[~paths.dense & paths.epoch.isin(epochs)]
+    frames = [rank_correlation(pruned, TRAJECTORY_DISTANCES[r], target="final_valid_ppl", n_boot=n_boot, seed=seed)
+              .assign(reference=r) for r in _references(references)]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["reference"] + [c for c in out.columns if c != "reference"]]
+
+
+def _pruned_records(atlas: Atlas, seed: int):
+    return {name: r for name, r in atlas.records.items()
+            if r["params"] is not None and r["seed"] == seed and r["status"] == "ok"}
+
+
+def reference_drift(atlas: Atlas, *, convention: str = "paper", seed: int | None = None,
+                    tail_from: int = 32) -> pd.DataFrame:
+    """How far the reference moves under the final reading: one row per epoch e of the dense model
+    of training seed ``seed`` (default the atlas's main seed), with ``dense_drift``, the L2 between
+    its LS at e and its final LS (bits per step in the paper convention), and ``tail_share``, the
+    share of its square in the exponents after the first ``tail_from`` (the contracting tail, in
+    the order the QR gives them); beside it the pruned candidates' L2 to the dense LS of the same
+    epoch, the distances the reference has to tell apart: ``candidates_median`` and its quartiles
+    ``candidates_q25`` and ``candidates_q75``."""
+    check_choice("convention", convention, ("paper", "full"))
+    check_int("tail_from", tail_from, low=0)
+    seed = atlas.spec.seed if seed is None else seed
+    dense = atlas.ls(atlas.record(None, seed)["name"], convention).astype(np.float64)
+    if tail_from >= dense.shape[1]:
+        raise ValueError(f"tail_from={tail_from} leaves no exponent of the {dense.shape[1]} in the tail")
+    gap = dense - dense[-1]
+    total = (gap ** 2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail = np.where(total > 0, (gap[:, tail_from:] ** 2).sum(axis=1) / total, np.nan)
+    same = np.full((len(dense), 0), np.nan)
+    histories = [atlas.ls(name, convention).astype(np.float64) for name in _pruned_records(atlas, seed)]
+    if histories:
+        same = np.stack([np.linalg.norm(h[: len(dense)] - dense[: len(h)], axis=1) for h in histories], axis=1)
+    q25, median, q75 = (np.quantile(same, q, axis=1) if same.size else np.full(len(dense), np.nan)
+                        for q in (0.25, 0.5, 0.75))
+    return pd.DataFrame({"epoch": np.arange(len(dense)), "dense_drift": np.sqrt(total), "tail_share": tail,
+                         "candidates_median": median, "candidates_q25": q25, "candidates_q75": q75})
+
+
+def floor_exponents(atlas: Atlas, *, epoch: int, convention: str = "paper", floor: float = -99.0,
+                    by: str = "death_rate", seed: int | None = None) -> pd.DataFrame:
+    """Exponents at the floor of the LS (at or below ``floor``, log2; the floor itself is
+    :data:`LS_FLOOR`, −99.66: a direction annihilated at every step, such as a fully pruned row's,
+    not a blow-up), per value of the configuration field ``by`` over the pruned candidates of
+    training seed ``seed``: ``candidates``; at ``epoch``, how many of them have any
+    (``candidates_at_epoch``) and how many such exponents they hold (``exponents_at_epoch``); and
+    over every epoch of their runs, ``candidates_ever`` and ``exponents_ever``."""
+    check_choice("convention", convention, ("paper", "full"))
+    check_int("epoch", epoch, low=0)
+    seed = atlas.spec.seed if seed is None else seed
+    rows = []
+    for name, record in _pruned_records(atlas, seed).items():
+        if by not in record["params"]:
+            raise ValueError(f"by={by!r} is not a configuration field; choose one of {sorted(record['params'])}")
+        history = atlas.ls(name, convention).astype(np.float64)
+        if epoch >= len(history):
+            raise ValueError(f"epoch={epoch} is past candidate {name!r}'s last epoch ({len(history) - 1})")
+        at, ever = int((history[epoch] <= floor).sum()), int((history <= floor).sum())
+        rows.append({by: record["params"][by], "at": at, "ever": ever})
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(by, sort=True)
+    having = lambda counts: int((counts > 0).sum())  # noqa: E731
+    return pd.DataFrame({"candidates": grouped.size(), "candidates_at_epoch": grouped["at"].agg(having),
+                         "exponents_at_epoch": grouped["at"].sum(),
+                         "candidates_ever": grouped["ever"].agg(having),
+                         "exponents_ever": grouped["ever"].sum()}).reset_index()
+
+
+def nearest_half(frame: pd.DataFrame, *, epoch: int, by: str = "death_rate", signal: str = "ls_distance",
+                 keep: float = 0.5) -> pd.DataFrame:
+    """Whom a removal round keeps under each reading: at ``epoch`` of a :func:`reference_signals`
+    frame (or an :func:`early_signals` one), per reading and value of ``by``, the share of the
+    group's candidates among the ``keep`` fraction with the lowest ``signal`` (``kept``; ties shared
+    out as :func:`survival` does), beside the group's median final validation and test perplexity."""
+    check_number("keep", keep, low=0, low_open=True, high=1)
+    at = frame[frame.epoch == epoch]
+    if at.empty:
+        raise ValueError(f"epoch={epoch!r} is not in the frame; it has {sorted(int(e) for e in frame.epoch.unique())}")
+    if by not in at.columns:
+        raise ValueError(f"by={by!r} is not a column of the frame; choose one of {sorted(at.columns)}")
+    parts = at.groupby("reference", sort=False) if "reference" in at.columns else [(None, at)]
+    rows = []
+    for reference, part in parts:
+        kept = part.assign(kept=_kept(part[signal].to_numpy(), max(1, round(keep * len(part)))))
+        for value, group in kept.groupby(by, sort=True):
+            rows.append({"reference": reference, by: value, "candidates": len(group), "kept": group.kept.mean(),
+                         "median_final_valid_ppl": group.final_valid_ppl.median(),
+                         "median_final_test_ppl": group.final_test_ppl.median()})
+    out = pd.DataFrame(rows)
+    return out if "reference" in at.columns else out.drop(columns="reference")
+
+
+def reference_drift_figure(drift: pd.DataFrame, signals: pd.DataFrame, *, epoch: int, palette=None,
+                           distance_label: str = "LS distance"):
+    """The diagnosis of the two readings as one figure (returned, not saved). Left: the dense LS's
+    L2 from its own final LS over the epochs (:func:`reference_drift`: how far the final reading's
+    reference is from the one the same-epoch reading uses), beside the pruned candidates'
+    same-epoch distances (median and quartiles). Then one panel per reading in ``signals``
+    (:func:`reference_signals`): each candidate's LS distance at ``epoch`` against its final
+    validation perplexity, coloured by death rate (``palette``, default
+    :data:`lshkit.report.PALETTE`'s "death rate <r>" entries, seaborn's "flare" over the death rates
+    it lacks), the cut of a half-removal dotted
+    and Spearman's ρ in the title; ``distance_label`` names the distance on the x axis."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    from lshkit.report import PALETTE, integer_axis
+
+    palette = PALETTE if palette is None else palette
+    at = signals[signals.epoch == epoch]
+    if at.empty:
+        raise ValueError(f"epoch={epoch!r} is not in signals; it has {sorted(int(e) for e in signals.epoch.unique())}")
+    readings = list(pd.unique(at.reference))
+    fig, axes = plt.subplots(1, 1 + len(readings), figsize=(5.2 * (1 + len(readings)), 4.4),
+                             gridspec_kw={"width_ratios": [1.15] + [1] * len(readings)})
+    for ax in axes[2:]:
+        ax.sharey(axes[1])
+    ax = axes[0]
+    ax.plot(drift.epoch, drift.dense_drift, color=palette["dense"], lw=2,
+            label="dense LS: L2 from its own final LS")
+    ax.plot(drift.epoch, drift.candidates_median, color=palette["dense"], ls="--", lw=1.2,
+            label="pruned candidates: L2 to the dense LS\nof the same epoch (median, quartiles)")
+    ax.fill_between(drift.epoch, drift.candidates_q25, drift.candidates_q75, color=palette["dense"], alpha=0.12, lw=0)
+    ax.axvline(epoch, color=palette["dense"], ls=":", lw=0.8)
+    row = drift.set_index("epoch").loc[epoch]
+    ax.annotate(f"E = {epoch}: drift {row.dense_drift:.1f},\ncandidates' median {row.candidates_median:.1f}",
+                (epoch, row.dense_drift), xytext=(8, 6), textcoords="offset points", fontsize=9)
+    ax.set(title="How far the reference drifts", xlabel="epoch", ylabel="L2 between raw spectra (bits per step)",
+           ylim=(0, None))
+    integer_axis(ax)
+    ax.legend(fontsize=8, loc="upper right")
+    rates = sorted(at.death_rate.unique())
+    colours = {rate: palette.get(f"death rate {rate:g}") for rate in rates}
+    if None in colours.values():  # another atlas's death rates: the same sequential palette over its own
+        import seaborn as sns
+
+        colours = dict(zip(rates, sns.color_palette("flare", len(rates)).as_hex()))
+    for ax, reference in zip(axes[1:], readings):
+        part = at[at.reference == reference]
+        for rate in rates:
+            group = part[part.death_rate == rate]
+            ax.scatter(group.ls_distance, group.final_valid_ppl, s=22, color=colours[rate],
+                       edgecolor="white", lw=0.4, label=f"{rate:g}")
+        ax.axvline(part.ls_distance.median(), color=palette["dense"], ls=":", lw=0.8,
+                   label="half-removal cut\n(keeps the left)")
+        rho = part[["ls_distance", "final_valid_ppl"]].corr("spearman").iloc[0, 1]
+        name = _READING_NAMES[reference]
+        ax.set(xscale="log", yscale="log", xlabel=f"{distance_label} at E = {epoch} (log scale)",
+               ylabel="final validation perplexity (log scale)" if ax is axes[1] else "")
+        for axis, subs in ((ax.xaxis, (1, 2, 5)), (ax.yaxis, (1, 2, 3, 5))):  # plain numbers, a few of them
+            axis.set_major_locator(LogLocator(subs=subs))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{name}: ρ = {rho:+.2f}", color=palette.get(name, palette["dense"]))
+    axes[-1].legend(title="death rate", fontsize=8, loc="center right")
+    fig.tight_layout()
+    return fig

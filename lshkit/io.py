@@ -6,6 +6,7 @@ moment leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -17,7 +18,56 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["JSONConfig", "atomic_write", "write_json", "read_json", "write_csv", "atomic_torch_save",
-           "Journal", "versions", "run_record"]
+           "Journal", "versions", "run_record", "os_error_line", "check_writable", "DISK_FULL"]
+
+#: The errors of a disk (or a quota) with no room left: the command stops, and re-running it resumes.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error_line(err: OSError) -> str:
+    """``err`` as one line: the path, the system's words and, for a full disk, which disk (its
+    mount point). The one spelling of a file-system error every command prints."""
+    words = err.strerror or str(err) or type(err).__name__
+    line = f"{err.filename}: {words}" if err.filename is not None else words
+    if err.filename2 is not None:
+        line += f" ({err.filename2})"
+    if err.errno in DISK_FULL and err.filename is not None:
+        line += f" (the disk mounted at {_mount_point(err.filename)})"
+    return line
+
+
+def _mount_point(path) -> str:
+    path = Path(os.path.abspath(path))
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return str(path)
+
+
+def check_writable(folder, what: str = "folder") -> Path:
+    """Create ``folder`` (and its parents) and a scratch file in it, before any compute: a
+    folder that is a file, on a read-only disk or not ours is a ValueError of one line naming
+    ``what`` (an option, such as ``--out``), the folder and the system's words."""
+    folder = Path(folder)
+    file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise ValueError(f"{what} {folder} cannot be written: {file} is a file, not a folder; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        err.filename = str(folder)  # not the scratch file's name
+        raise ValueError(f"{what} {folder} cannot be written: {os_error_line(err)}; give a folder on a "
+                         "writable disk") from None
+    return folder
+
+
+def _named(err: OSError, path) -> OSError:
+    """A write's OSError with the file it was writing (``f.write`` names none), so that a full
+    disk is reported with its path."""
+    if err.filename is None and err.errno is not None:  # a message-only OSError keeps its words
+        err.filename = str(path)
+    return err
 
 
 class JSONConfig:
@@ -78,9 +128,12 @@ def _umask() -> int:
 
 
 def atomic_write(path, data: str | bytes) -> Path:
-    with _atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+    try:
+        with _atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+    except OSError as err:
+        raise _named(err, path)
     return Path(path)
 
 
@@ -134,8 +187,11 @@ class Journal:
         """Append a finished item; returns its value as the journal reads it back (JSON types),
         so a resumed loop and an uninterrupted one see the same values."""
         line = json.dumps({"id": item_id, "value": value}, default=_jsonable)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError as err:
+            raise _named(err, self.path)
         self.done[item_id] = json.loads(line)["value"]
         return self.done[item_id]
 
@@ -203,7 +259,8 @@ class run_record(dict):
     The file is written at once (status "running") and rewritten by :meth:`finish` with
     the wall time and status "done" or "failed: ...", so a result directory always says
     what produced it. Use it as a context manager, or, in a notebook whose run spans
-    cells, create it in one cell and call ``finish()`` in the last. Entries added to the
+    cells, create it in one cell and call ``finish()`` in the last: a later cell that raises
+    (or is interrupted) before then marks it "failed: ..." (an IPython hook). Entries added to the
     record (it is a dict) are written too.
     """
 
@@ -220,6 +277,24 @@ class run_record(dict):
                          earlier_runs=earlier)
         self._t0 = time.perf_counter()
         write_json(self.path, dict(self))
+        self._watch_cells()
+
+    def _watch_cells(self) -> None:
+        """In IPython, a cell that raises before :meth:`finish` finishes the record as failed:
+        papermill stops at the failing cell, and the last cell's ``finish()`` never runs."""
+        shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+        if shell is None:
+            return
+
+        def after_cell(result):
+            err = result.error_in_exec or result.error_before_exec
+            if self["status"] == "running" and err is not None:
+                words = str(err).splitlines()[0] if str(err) else ""
+                self.finish(f"failed: {type(err).__name__}: {words}")
+            if self["status"] != "running":
+                shell.events.unregister("post_run_cell", after_cell)
+
+        shell.events.register("post_run_cell", after_cell)
 
     def finish(self, status: str = "done") -> "run_record":
         self["status"] = status

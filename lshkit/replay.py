@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ from tqdm.auto import tqdm
 
 from lshkit.atlas import Atlas, candidate_name, load_atlas
 from lshkit.checks import check_int
-from lshkit.io import Journal, read_json, write_csv, write_json
+from lshkit.env import spawn_pool
+from lshkit.io import Journal, check_writable, read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig
 from lshkit.search.loop import LSHSearch
@@ -74,7 +74,14 @@ def atlas_config(atlas: Atlas, **fields) -> SearchConfig:
                          f"{ {k: fixed[k] for k in clash} }); leave them out")
     if spec.scale == "smoke":
         fields.setdefault("budget", "smoke")
-    return SearchConfig(**{**fields, **fixed})
+    config = SearchConfig(**{**fields, **fixed})
+    if spec.scale == "smoke" and config.budget != "smoke":
+        try:  # the other budgets' pools need more epochs than a smoke atlas has
+            config.resolved("cpu")
+        except ValueError as err:
+            raise ValueError(f"{err}; the atlas at {atlas.root} is smoke-scale: replay it at budget 'smoke' "
+                             "(--budget smoke)") from None
+    return config
 
 
 class AtlasRunner(Runner):
@@ -213,8 +220,74 @@ def _finished(folder: Path, atlas: Atlas, repeats: int, first_seed: int, fields:
     if not (folder / "summary.json").exists() or not (folder / "replays.csv").exists():
         return False
     key = json.loads(json.dumps(_key(atlas, repeats, first_seed, fields)))
-    previous = read_json(folder / "summary.json")
+    previous = _read_summary(folder)
     return {k: previous.get(k) for k in key} == key
+
+
+def _read_summary(folder: Path) -> dict:
+    try:
+        return read_json(folder / "summary.json")
+    except ValueError as err:  # cut or altered
+        raise ValueError(f"{folder / 'summary.json'} is corrupt ({' '.join(str(err).split())}); remove "
+                         f"{folder} to replay again") from None
+
+
+def _read_replays(folder: Path, rows: int | None = None) -> pd.DataFrame:
+    """The finished replays.csv of ``folder`` (``rows`` rows when given); a clear error if cut or altered."""
+    try:
+        frame = pd.read_csv(folder / "replays.csv")
+    except (ValueError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise ValueError(f"{folder / 'replays.csv'} is corrupt ({' '.join(str(err).split())}); remove "
+                         f"{folder} to replay again") from None
+    if rows is not None and len(frame) != rows:
+        raise ValueError(f"{folder / 'replays.csv'} is corrupt (it has {len(frame)} rows, its summary.json "
+                         f"says {rows} repeats); remove {folder} to replay again")
+    return frame
+
+
+def _other_search(folder: Path, key: dict) -> str | None:
+    """What differs (atlas, search fields) between this experiment and the replays of another one
+    that ``folder`` holds, finished (summary.json) or killed (its journal); None if it holds none.
+    Other repeats or seeds of the same search are not another one: its files stay consistent."""
+    ours = json.loads(json.dumps(key))
+    for file in ("summary.json", _JOURNAL):
+        if not (folder / file).exists():
+            continue
+        if file == "summary.json":
+            theirs = _read_summary(folder)
+        else:
+            try:
+                theirs = json.loads((folder / file).read_text().split("\n", 1)[0])
+            except ValueError:
+                return f"an unreadable {file}"
+        if not isinstance(theirs, dict) or "fields" not in theirs:
+            return f"the {file} of another kind of experiment"
+        fields, asked = _with_defaults(_search_fields(theirs["fields"])), _with_defaults(ours["fields"])
+        # An LS option one side lacks follows from the rankings' difference, named already.
+        differ = [f"{k}: {fields.get(k)} here, {asked.get(k)} asked"
+                  for k in sorted(set(fields) | set(asked)) if fields.get(k) != asked.get(k)
+                  and not (k in LS_SPACE_FIELDS and (k not in fields or k not in asked))]
+        if theirs.get("atlas") != ours["atlas"]:
+            differ.insert(0, "another atlas")
+        if differ:
+            return "; ".join(differ)
+    return None
+
+
+def _with_defaults(fields: dict) -> dict:
+    """``fields`` with the sampler and ranking a search takes when they are left out, so that a
+    field given at its default is not told apart from one left out."""
+    return {"sampler": SearchConfig.sampler, "ranking": SearchConfig.ranking, **fields}
+
+
+def _clear(folder: Path) -> None:
+    """Remove what replays wrote into ``folder`` (its other files stay)."""
+    import shutil
+
+    for file in ("summary.json", "replays.csv", _JOURNAL):
+        (folder / file).unlink(missing_ok=True)
+    for repeat in folder.glob("seed-*"):
+        shutil.rmtree(repeat, ignore_errors=True)
 
 
 #: Where a replay into ``out`` keeps its finished repeats until its own files are written.
@@ -242,23 +315,32 @@ def _replay_row(job) -> dict:
 
 
 def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, first_seed: int = 0,
-                write_repeats: bool = True, workers: int = 1, **fields) -> pd.DataFrame:
+                write_repeats: bool = True, workers: int = 1, replace: bool = False, **fields) -> pd.DataFrame:
     """``repeats`` replays of one search with seeds ``first_seed ..``; one row per repeat
     (selection, its perplexities, simulated seconds, decision seconds). With ``out``: each
     repeat's tidy files under ``out/seed-<k>/`` (``write_repeats``), ``replays.csv`` and
     ``summary.json`` (mean and 95% interval of the test perplexity, configuration); a finished
     ``out`` with the same atlas, fields and seeds is read back instead of replayed again, and a
-    killed one resumes with the repeats it had finished.
+    killed one resumes with the repeats it had finished. An ``out`` holding the replays of another
+    search (other fields or atlas) is refused, unless ``replace``, which removes them first.
     ``workers``: processes sharing the repeats (a repeat depends on its seed alone, so the rows
     are the same for any number)."""
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
     check_int("workers", workers, low=1)
     atlas = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
-    atlas_config(atlas, **{**fields, "seed": first_seed})  # a bad field fails before any replay
+    atlas_config(atlas, **{**fields, "seed": first_seed}).resolved("cpu")  # a bad field fails before any replay
     if out is not None and _finished(Path(out), atlas, repeats, first_seed, fields):
-        return pd.read_csv(Path(out) / "replays.csv")
+        return _read_replays(Path(out), repeats)
     key = _key(atlas, repeats, first_seed, fields)
+    other = _other_search(Path(out), key) if out is not None else None
+    if other is not None and not replace:
+        raise ValueError(f"{out} holds the replays of another search ({other}); give another --out, or "
+                         "--replace (replace=True) to remove them first")
+    if other is not None:
+        _clear(Path(out))
+    if out is not None:
+        check_writable(out, "out")  # a file, a read-only disk: one line before any replay
     journal = Journal(Path(out) / _JOURNAL, key) if out is not None else None
     start = time.perf_counter()
 
@@ -270,7 +352,7 @@ def replay_many(atlas: Atlas | str | Path, out=None, *, repeats: int = 100, firs
             rows = map(_replay_row, jobs)
             yield from ((row["repeat"], row) for row in rows)
         else:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            with spawn_pool(min(workers, len(jobs))) as pool:  # Ctrl-C: this process stops them
                 for row in pool.imap_unordered(_replay_row, jobs, chunksize=1):
                     yield row["repeat"], row
 
@@ -344,7 +426,7 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
               "reference": reference}
     for folder in (committed, out):
         if folder is not None and _finished(Path(folder), atlas, repeats, first_seed, fields):
-            return pd.read_csv(Path(folder) / "replays.csv")
+            return _read_replays(Path(folder))
     start = time.perf_counter()
 
     def repeat(seed: int) -> list[dict]:

@@ -119,10 +119,34 @@ def each_of(valid):
 
 
 def check_atlas_dir(name: str, value) -> None:
-    """The ``atlas_dir`` parameter of a notebook that replays: None (the committed atlas) or a folder."""
-    if value is not None and not (isinstance(value, (str, os.PathLike)) and Path(value).is_dir()):
-        raise ValueError(f"{name}={value!r} is not valid; it must be None (the committed atlas) "
+    """The ``atlas_dir`` parameter of a notebook that replays: None (the committed atlas) or the
+    folder of an atlas (one holding its ``atlas.json``)."""
+    if value is not None and not (isinstance(value, (str, os.PathLike)) and (Path(value) / "atlas.json").is_file()):
+        what = "holds no atlas (no atlas.json)" if isinstance(value, (str, os.PathLike)) and Path(value).is_dir() \
+            else "is not a folder"
+        raise ValueError(f"{name}={value!r} is not valid: it {what}; it must be None (the committed atlas) "
                          "or the folder of an atlas (python -m lshkit atlas build --root DIR)")
+
+
+def check_atlas_budget(atlas_dir, budget: str) -> None:
+    """A replay's budget must fit the atlas: ``smoke`` replays only on a smoke-scale atlas (a
+    trained smoke run is ``source="train"``), and a smoke-scale atlas's few epochs hold only the
+    smoke budget's search. Read from the atlas's ``atlas.json``, before anything runs."""
+    from .atlas import _stored_spec
+    from .replay import _fixed
+    from .search import SearchConfig
+
+    root = Path(atlas_dir)
+    spec = _stored_spec(root)
+    if budget == "smoke" and spec.scale != "smoke":
+        raise ValueError(f"budget='smoke' with source='atlas' is not valid: the atlas at {root} is "
+                         f"{spec.scale}-scale and replays budgets low, moderate and high; budget smoke trains "
+                         "(source='train')")
+    try:  # the budget's pool needs rounds x E epochs of each candidate
+        SearchConfig(**_fixed(spec), budget=budget, space=spec.space().to_dict()).resolved("cpu")
+    except ValueError as err:
+        hint = "; use budget='smoke'" if spec.scale == "smoke" else ""
+        raise ValueError(f"budget={budget!r} does not fit the atlas at {root}: {err}{hint}") from None
 
 
 def validate(experiment: str, *, extras: dict | None = None, **params) -> NotebookParams:
@@ -171,6 +195,9 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
             check(name, params[name])
         else:
             check_choice(name, params[name], check)
+    if "source" in extras and params["source"] == "atlas":
+        from .atlas import ATLAS_ROOT
+        check_atlas_budget(params.get("atlas_dir") or project_path(ATLAS_ROOT / "atlas"), p["budget"])
 
     if "source" in extras and params["source"] == "atlas":
         effective = "atlas"
@@ -304,6 +331,15 @@ PALETTE = {
     "graph forest": "#56b4e9",         # a random forest on mask graph properties (arXiv 2407.20601)
     "selection": "#ece133",            # a search's selection phase (Table 4)
     "extensive training": "#555555",   # the survivors' training to the end (Table 4)
+    # Optuna's stock pruners on the atlas (lshkit.bench_optuna), from seaborn's dark palette
+    "median pruner": "#12711c",
+    "Hyperband pruner": "#b8850a",
+    "successive halving pruner": "#006374",
+    # Death rates of the atlas, an ordered setting: seaborn's sequential "flare", light to dark as
+    # more is pruned each cycle (hues no other concept uses).
+    "death rate 0.4": "#e5715e",
+    "death rate 0.65": "#c14168",
+    "death rate 0.9": "#863071",
 }
 
 

@@ -69,8 +69,10 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from lshkit.env import quiet_optuna
+from lshkit.io import check_writable, os_error_line
 
-__all__ = ["open_storage", "storage_kind", "default_storage_url", "check_workers", "JobQueue", "Job"]
+__all__ = ["open_storage", "storage_kind", "default_storage_url", "check_workers", "JobQueue", "Job",
+           "StorageUnavailable"]
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
@@ -114,16 +116,55 @@ def _with_driver(url: str) -> str:
     return url
 
 
+class StorageUnavailable(ValueError):
+    """A storage that cannot be opened: its folder cannot be written, or its server cannot be
+    reached. The message is one line naming the storage, the cause and what to do."""
+
+
+def _check_file(url: str, path: Path) -> None:
+    """The storage's file can be created and written, and so can its folder (the journal's lock
+    file, SQLite's journal): checked at open, before any compute, not at the first write."""
+    try:
+        check_writable(path.parent, "the folder of the storage")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, os.strerror(13), str(path))
+        open(path, "ab").close()  # an empty file is a new journal, and a new SQLite database
+    except (ValueError, OSError) as err:
+        cause = str(err) if isinstance(err, ValueError) else f"{os_error_line(err)}; give a path on a writable disk"
+        raise StorageUnavailable(f"cannot open the storage {url}: {cause}") from None
+
+
+def _unreachable(url: str, err: Exception) -> StorageUnavailable | None:
+    """For a database server that refused or never answered (nothing listening, wrong host, port,
+    user or password): one line with its host and port, the driver's words and how to start one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(err, OperationalError):
+        return None
+    address = make_url(url)
+    name = "PostgreSQL" if address.get_backend_name() == "postgresql" else "database"
+    port = address.port or {"postgresql": 5432, "mysql": 3306}.get(address.get_backend_name())
+    words = " ".join(str(getattr(err, "orig", None) or err).split())  # the driver's words, on one line
+    start = (" (as .ci/postgres.sh does: apt-get install postgresql, pg_ctlcluster <version> main start, "
+             "then createuser and createdb)" if name == "PostgreSQL" else "")
+    return StorageUnavailable(
+        f"cannot open the storage {address.render_as_string(hide_password=True)}: the {name} server at "
+        f"{address.host or 'localhost'}:{port} is not reachable ({words}); start one{start}, or give the "
+        "--storage of a running server")
+
+
 def open_storage(url: str) -> BaseStorage:
-    """The Optuna storage ``url`` names (see the module docstring for the forms)."""
+    """The Optuna storage ``url`` names (see the module docstring for the forms). One that
+    cannot be opened raises :class:`StorageUnavailable`, a ValueError of one line."""
     kind = storage_kind(url)
     if kind == "journal":
         path = _journal_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_file(url, path)
         return JournalStorage(JournalFileBackend(str(path)))
     if kind == "sqlite":
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    url = _with_driver(url)
+        _check_file(url, Path(url[len("sqlite:///"):]))
+    given, url = url, _with_driver(url)
     # Processes started together may all try to create the schema of a fresh database;
     # the losers see an integrity error once and then find the tables there.
     for attempt in range(5):
@@ -132,7 +173,10 @@ def open_storage(url: str) -> BaseStorage:
         except ImportError as err:
             raise ImportError(f"storage {url!r} needs its database driver ({err}); for "
                               "PostgreSQL: pip install psycopg2-binary") from err
-        except Exception:
+        except Exception as err:
+            unreachable = _unreachable(given, err) if kind == "rdb" else None
+            if unreachable is not None:  # no server: waiting does not make one
+                raise unreachable from None
             if attempt == 4:
                 raise
             time.sleep(0.5 * (attempt + 1))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from lshkit.io import read_json, write_csv
 from lshkit.env import quiet, resolve_device
 from lshkit.search import SearchConfig, run_search
+from lshkit.search.config import LS_SPACE_FIELDS
 from lshkit.storage import default_storage_url
 
 __all__ = ["SMOKE_OVERRIDES", "smoke_sized", "exhaustive", "expand", "search_name", "run_sweep",
@@ -59,8 +60,10 @@ def exhaustive(config: SearchConfig, device="auto") -> SearchConfig:
     if not isinstance(config, SearchConfig):
         raise TypeError(f"config must be a SearchConfig; got {type(config).__name__}")
     final = config.resolved(resolve_device(device)).final_epochs
+    # The LS space's options go back to their defaults: a loss ranking refuses them (SearchConfig).
+    ls_defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.name in LS_SPACE_FIELDS}
     return dataclasses.replace(config, ranking="loss", rounds=1, epochs_per_round=final,
-                               final_epochs=final)
+                               final_epochs=final, **ls_defaults)
 
 
 def _check_grid(grid) -> None:

@@ -233,3 +233,63 @@ def test_claims_computed_in_our_numbers():
 
     assert B.speedup_holds({"speedup": 9.0}) and not B.speedup_holds({"speedup": 4.9})
     assert not B.speedup_holds({"speedup": None})
+
+
+# ------------------------------------------------------------------ Fig. 3 under each reading of the LS reference
+
+
+def test_fig3_claims_and_labels_under_each_reading():
+    lsh, loss, selfish = "LSH (TPE, LS ranking)", "TPE (loss ranking)", "Selfish-RNN default"
+    frame = pd.DataFrame({
+        "method": [lsh, lsh, loss, selfish, "dense"], "reference": ["same_epoch", "final", None, None, None],
+        "sparsity": [0.67, 0.67, 0.67, 0.67, 0.0], "test_ppl": [200.0, 300.0, 210.0, 360.0, 175.0]})
+    claim = B.robustness_claim(frame)
+    assert claim.columns[0] == "reference" and claim.reference.tolist() == ["same_epoch", "final"]
+    assert claim.beats_baselines.tolist() == [True, False] and (claim.tpe_loss == 210.0).all()
+    assert not claim.beats_dense.any()
+    assert B.robustness_claim(frame.drop(columns="reference").iloc[[0, 2, 3, 4]]).beats_baselines.tolist() == [True]
+    assert B.robustness_labels(frame).tolist() == [f"{lsh}, same-epoch reference", f"{lsh}, final reference", loss,
+                                                   selfish, "dense"]
+    assert B.robustness_labels(frame.drop(columns="reference")).tolist() == frame.method.tolist()
+    times = pd.DataFrame({"repeat": 0, "reference": ["same_epoch"] * 3 + ["final"] * 3,
+                          "method": ["LSH (ls ranking)", "LSH (loss ranking)", "full training"] * 2,
+                          "seconds": [1.0, 2.0, 3.0, 4.0, 2.0, 3.0]})
+    labelled = B.time_to_target_labels(times)
+    assert labelled.label.tolist() == ["LSH (ls ranking), same-epoch reference", "LSH (loss ranking)", "full training",
+                                       "LSH (ls ranking), final reference"]
+
+
+def test_fig3_on_the_committed_atlas_under_each_reading(tmp_path):
+    from lshkit.atlas import ATLAS_ROOT, load_atlas
+
+    atlas = load_atlas(ATLAS_ROOT / "atlas")
+    left = B.atlas_robustness_by_reference(atlas, tmp_path / "left", repeats=1, first_seed=3)
+    alone = {r: B.atlas_robustness(atlas, tmp_path / "left", repeats=1, first_seed=3, reference=r)
+             for r in ("same_epoch", "final")}  # read back from the folders just written
+    lsh = left[left.method == "LSH (TPE, LS ranking)"].set_index("reference").test_ppl
+    assert lsh.to_dict() == {r: a[a.method == "LSH (TPE, LS ranking)"].test_ppl.iloc[0] for r, a in alone.items()}
+    assert left.reference.isna().sum() == 3 and (left.method == "TPE (loss ranking)").sum() == 1
+    assert sorted(p.name for p in (tmp_path / "left").iterdir()) == [
+        "ranking=loss", "ranking=ls-reference=final", "ranking=ls-reference=same_epoch"]
+    target = 300.0
+    times = B.atlas_time_to_target(atlas, target, tmp_path / "right", repeats=1, first_seed=3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("right")) == [
+        "right-reference=final", "right-reference=same_epoch"]
+    assert times.groupby("reference").size().to_dict() == {"final": 3, "same_epoch": 3}
+    assert (times.reference == "final").sum() == 3
+    with pytest.raises(ValueError, match="references must name"):
+        B.atlas_time_to_target(atlas, target, tmp_path / "none", references=[])
+
+
+def test_fig3_left_against_the_loss_ranking_paired_by_seed():
+    lsh, loss = "LSH (TPE, LS ranking)", "TPE (loss ranking)"
+    luck = [300.0, 320.0, 280.0, 310.0]
+    rows = [{"method": lsh, "reference": r, "seed": s, "sparsity": 0.67, "test_ppl": v + shift}
+            for r, shift in (("same_epoch", -5.0), ("final", 40.0)) for s, v in enumerate(luck)]
+    rows += [{"method": loss, "reference": None, "seed": s, "sparsity": 0.67, "test_ppl": v} for s, v in enumerate(luck)]
+    rows.append({"method": "dense", "reference": None, "seed": 0, "sparsity": 0.0, "test_ppl": 170.0})
+    got = B.robustness_paired(pd.DataFrame(rows)).set_index("reference")
+    assert got.difference.to_dict() == pytest.approx({"same_epoch": -5.0, "final": 40.0})
+    assert got.verdict.to_dict() == {"same_epoch": "holds", "final": "does not hold"} and (got.pairs == 4).all()
+    alone = B.robustness_paired(pd.DataFrame(rows).query("reference != 'final'").drop(columns="reference"))
+    assert alone.difference.iloc[0] == pytest.approx(-5.0)

@@ -166,6 +166,30 @@ def test_corrupt_download_is_rejected_and_never_written(isolated, tiny_md5, monk
     assert not folder.exists() or not any(folder.iterdir())
 
 
+def test_registry_holds_the_published_md5s_in_poochs_form():
+    assert data.registry("ptb") == {f"ptb.{s}.txt": f"md5:{data.PTB_MD5[s]}" for s in data.SPLITS}
+    assert data.registry("wikitext2") == {data.WIKITEXT2_ZIP: f"md5:{data.WIKITEXT2_ZIP_MD5}"}
+    with pytest.raises(ValueError, match="'smoke'.*ptb, wikitext2"):
+        data.registry("smoke")
+
+
+def test_download_fetches_only_what_the_cache_lacks(isolated, tiny_md5, monkeypatch):
+    """A verified file already in data/<name>/ is kept (pooch's cache); only the missing ones are fetched."""
+    folder = isolated / "repo_data" / "ptb"
+    folder.mkdir(parents=True)
+    (folder / "ptb.train.txt").write_text(TINY["train"])
+    fetched = []
+
+    def fetch(url):
+        fetched.append(url)
+        return TINY[url.split(".")[-2]].encode()
+
+    monkeypatch.setattr(data, "_fetch_url", fetch)
+    corpus = load_corpus("ptb")
+    assert sorted(u.rsplit("/", 1)[1] for u in fetched) == ["ptb.test.txt", "ptb.valid.txt"]
+    assert corpus.vocab == TINY_VOCAB and not [p for p in folder.iterdir() if p.name not in PTB_NAMES]
+
+
 def test_empty_split_is_named(isolated, tiny_md5, monkeypatch):
     monkeypatch.setitem(data.PTB_MD5, "valid", hashlib.md5(b"").hexdigest())
     write_tiny(isolated / "root", texts={**TINY, "valid": ""})

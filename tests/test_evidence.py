@@ -9,9 +9,11 @@ import pytest
 
 from conftest import SPEC
 from lshkit.atlas import AtlasSpec, build_atlas, candidate_name, configuration_name, load_atlas
-from lshkit.evidence import (best_combination, early_signals, interval_verdict, optimal_only_from, overall_verdict, paired_difference, paired_replays,
-                             predictive_power, rank_correlation, seed_noise, survival, time_to_target_summary,
-                             trajectories)
+from lshkit.evidence import (arm_table, best_combination, early_signals, interval_verdict, optimal_only_from, overall_verdict,
+                             paired_by_reading, paired_difference, paired_replays, predictive_power, rank_correlation,
+                             seed_noise, survival, time_to_target_summary, trajectories, with_arms,
+                             LS_FLOOR, distinct_values, floor_exponents, nearest_half, ordering_by_reference,
+                             reference_drift, reference_drift_figure, time_to_target_by_reference)
 
 
 def _frame(n=40, seed=0):
@@ -78,6 +80,60 @@ def test_paired_replays_pairs_by_seed():
     assert paired_replays(frame[frame.seed == 0]).iloc[0].verdict == "is inconclusive"
 
 
+def _readings(seeds=20):
+    """Paired searches of one sampler and budget: loss, and LS under each reading (same epoch 1 better
+    than the loss, final 5 worse), sharing each seed's luck."""
+    luck = np.random.default_rng(2).normal(100, 10, size=seeds)
+    arms = (("loss", None, 0.0), ("ls", "same_epoch", -1.0), ("ls", "final", 5.0))
+    return pd.concat([pd.DataFrame({"sampler": "tpe", "budget": "low", "seed": range(seeds), "ranking": ranking,
+                                    "reference": reference, "test_ppl": luck + shift})
+                      for ranking, reference, shift in arms], ignore_index=True)
+
+
+def test_with_arms_names_each_reading_and_reads_old_frames_as_final():
+    frame = with_arms(_readings())
+    assert frame.groupby("arm", sort=False).size().to_dict() == {"loss": 20, "LS (same epoch)": 20, "LS (final)": 20}
+    # Searches saved before the reading was an option all read the final LS.
+    old = with_arms(_readings().query("reference != 'same_epoch'").drop(columns="reference"))
+    assert set(old.arm) == {"loss", "LS (final)"}
+    with pytest.raises(ValueError, match="reference"):
+        with_arms(_readings().assign(reference=None))
+
+
+def test_paired_by_reading_pairs_each_reading_with_the_same_loss_searches():
+    paired = paired_by_reading(with_arms(_readings())).set_index("reference")
+    assert paired.index.tolist() == ["same_epoch", "final"] and (paired.pairs == 20).all()
+    assert paired.loc["same_epoch", "difference"] == pytest.approx(-1.0) and paired.loc["same_epoch", "verdict"] == "holds"
+    assert paired.loc["final", "difference"] == pytest.approx(5.0) and paired.loc["final", "verdict"] == "does not hold"
+    assert paired.loc["same_epoch", "ls_better"] == 20 and paired.loc["final", "loss_better"] == 20
+    only_final = paired_by_reading(with_arms(_readings().query("reference != 'same_epoch'")))
+    assert only_final.reference.tolist() == ["final"]
+    # A budget where the loss ran but a reading did not: "not run", so the claim cannot hold in every cell.
+    high = _readings().query("reference != 'same_epoch'").assign(budget="high")
+    both = paired_by_reading(with_arms(pd.concat([_readings(), high]))).set_index(["reference", "budget"])
+    assert both.loc[("same_epoch", "high"), "verdict"] == "not run" and both.loc[("same_epoch", "high"), "pairs"] == 0
+    assert both.loc[("final", "high"), "verdict"] == "does not hold"
+    same = both.loc["same_epoch"]
+    assert overall_verdict(same.verdict) == "is inconclusive" and overall_verdict(same.verdict[["low"]]) == "holds"
+    with pytest.raises(ValueError, match="no LS-ranked"):
+        paired_by_reading(with_arms(_readings().query("ranking == 'loss'")))
+
+
+def test_arm_table_sets_arms_side_by_side_and_says_what_is_missing():
+    frame = with_arms(_readings())
+    # A second budget where the same-epoch reading was not run, and a sampler searched once.
+    high = frame[frame.arm != "LS (same epoch)"].assign(budget="high")
+    grid = frame[frame.seed == 0].assign(sampler="grid")
+    arms = ["LS (same epoch)", "LS (final)", "loss", "gap"]
+    table = arm_table(pd.concat([frame, high, grid]), ["budget", "sampler"], arms=arms)
+    assert table.columns.tolist() == arms and table.index.tolist() == [("low", "tpe"), ("low", "grid"),
+                                                                       ("high", "tpe"), ("high", "grid")]
+    assert table.loc[("high", "tpe"), "LS (same epoch)"] == "missing" and (table["gap"] == "missing").all()
+    assert table.loc[("low", "tpe"), "loss"].endswith("n=20") and table.loc[("low", "grid"), "loss"].endswith("n=1")
+    assert table.loc[("high", "grid")].eq("missing").all()
+    assert arm_table(frame, "sampler", arms=["loss"]).index.tolist() == ["tpe"]
+
+
 def test_best_combination_needs_every_other_beaten():
     rng = np.random.default_rng(1)
     luck = rng.normal(100, 10, size=30)
@@ -116,7 +172,9 @@ def test_interval_verdicts():
 def test_predictive_power_covers_every_setting(atlas_dir):
     atlas = load_atlas(atlas_dir)
     corr, diff = predictive_power(atlas, range(3), embeddings=("pca", "raw"), n_boot=50)
-    assert len(diff) == 2 * 2 * 2 * 3 and len(corr) == 2 * len(diff)
+    # readings x conventions x embeddings x distances x epochs
+    assert len(diff) == 2 * 2 * 2 * 2 * 3 and len(corr) == 2 * len(diff)
+    assert list(pd.unique(diff.reference)) == ["same_epoch", "final"]
     # The loss does not depend on the LS settings; the LS distance does.
     loss = corr[corr.signal == "valid_loss"].groupby("epoch").rho.nunique(dropna=False)
     assert (loss == 1).all()
@@ -165,3 +223,160 @@ def test_trajectories_put_every_candidate_in_one_space(atlas_dir):
     assert (dense.distance_same_epoch == 0).all()  # the dense model against itself
     assert (frame[~frame.dense].distance_same_epoch > 0).all()
     assert (frame.groupby("name").final_valid_ppl.nunique() == 1).all()
+
+
+def test_table1_under_each_reading_shares_the_dense_and_selfish_rows(monkeypatch):
+    import lshkit.baselines as B
+
+    picks = {"same_epoch": 70.0, "final": 75.0}
+
+    def atlas_methods(atlas, out, *, reference, **kw):  # one reading's Table 1 rows, as lshkit.baselines returns them
+        return pd.DataFrame({"model": "lstm", "method": list(B.METHODS), "label": list(B.METHODS.values()),
+                             "test_ppl": [80.0, 72.0, picks[reference]], "n": [1, 1, 100], "ci95": [0.0, 0.0, 1.0]})
+
+    monkeypatch.setattr(B, "atlas_methods", atlas_methods)
+    rows = B.atlas_methods_by_reference(None, None)
+    assert rows.method.tolist() == ["dense", "selfish_rnn", "lsh", "lsh"]
+    assert rows.reference.tolist()[2:] == ["same_epoch", "final"] and rows.reference.iloc[:2].isna().all()
+    assert rows.label.tolist()[2:] == ["LSH pick, same-epoch reference", "LSH pick, final reference"]
+    assert B.atlas_methods_by_reference(None, None, references=["final"]).test_ppl.tolist() == [80.0, 72.0, 75.0]
+    with pytest.raises(ValueError, match="reference"):
+        B.atlas_methods_by_reference(None, None, references=["middle"])
+    # Each reading judged against the same dense and Selfish-RNN rows.
+    claim = B.table1_claim(rows)
+    assert claim.columns[0] == "reference" and claim.set_index("reference")["state"].to_dict() == {
+        "same_epoch": "holds", "final": "does not hold"}
+    assert (claim.dense == 80.0).all() and (claim.selfish_rnn == 72.0).all()
+
+
+# ------------------------------------------------------------------ the two readings side by side
+
+
+def test_signals_under_each_reading_and_the_headline_per_reading(atlas_dir):
+    from lshkit.evidence import by_reference, reference_signals, survival_by_reference
+
+    atlas = load_atlas(atlas_dir)
+    frame = reference_signals(atlas, range(4))
+    assert frame.columns[0] == "reference" and list(pd.unique(frame.reference)) == ["same_epoch", "final"]
+    alone = early_signals(atlas, range(4), reference="final")
+    final = frame[frame.reference == "final"].drop(columns="reference").reset_index(drop=True)
+    pd.testing.assert_frame_equal(final, alone)
+    # The loss reads no LS: the same under both readings; the LS distance differs.
+    same = frame[frame.reference == "same_epoch"].reset_index(drop=True)
+    assert (same.valid_loss == final.valid_loss).all() and not np.allclose(same.ls_distance, final.ls_distance)
+    with pytest.raises(ValueError, match="references must name"):
+        reference_signals(atlas, references=[])
+    corr, diff = predictive_power(atlas, range(4), conventions=("paper",), embeddings=("pca",), distances=("l2",),
+                                  references=("final", "same_epoch"), n_boot=50)
+    table = by_reference(corr, diff)
+    assert table.reference.tolist() == ["final"] * 4 + ["same_epoch"] * 4 and table.epoch.tolist() == [0, 1, 2, 3] * 2
+    row = table.iloc[5]
+    ls = corr[(corr.reference == "same_epoch") & (corr.epoch == 1) & (corr.signal == "ls_distance")].iloc[0]
+    assert row.rho_ls == ls.rho and row.rho_ls_lo == ls.lo and row.ls_predicts == interval_verdict(ls.lo, ls.hi)
+    assert row.ls_beats_loss == interval_verdict(row.lo, row.hi)
+    with pytest.raises(ValueError, match="no rows"):
+        by_reference(corr, diff, embedding="tsne")
+    kept = survival_by_reference(frame)
+    assert list(pd.unique(kept.arm)) == ["LS (same epoch)", "LS (final)", "loss"] and len(kept) == 3 * 4
+    assert kept[kept.arm == "loss"].reference.isna().all()
+
+
+def test_distinct_values_finds_the_epochs_a_grouping_alone_sets():
+    frame = pd.DataFrame({"epoch": [0] * 4 + [1] * 4, "init": ["ER", "ER", "uniform", "uniform"] * 2,
+                          "a": [1.0, 1.0, 2.0, 2.0, 1.0, 1.5, 2.0, 2.5], "b": [3.0] * 8})
+    got = distinct_values(frame, ["a", "b"], by="init").set_index(["epoch", "signal"])
+    assert got.loc[(0, "a"), "distinct"] == 2 and got.loc[(0, "a"), "only_by"]
+    assert got.loc[(1, "a"), "distinct"] == 4 and not got.loc[(1, "a"), "only_by"]
+    assert got.loc[(1, "b"), "distinct"] == 1 and got.loc[(1, "b"), "only_by"]  # constant: the init sets it too
+    assert (got.groups == 2).all() and (got.candidates == 4).all()
+    assert "reference" in distinct_values(frame.assign(reference="final"), ["a"], by="init")
+    with pytest.raises(ValueError, match="by='rate'"):
+        distinct_values(frame, ["a"], by="rate")
+
+
+def test_nearest_half_shares_ties_and_counts_each_reading_apart():
+    frame = pd.DataFrame({"reference": ["same_epoch"] * 4 + ["final"] * 4, "epoch": 3,
+                          "death_rate": [0.4, 0.4, 0.9, 0.9] * 2,
+                          "ls_distance": [1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 1.0, 1.0],
+                          "final_valid_ppl": [100.0, 110.0, 300.0, 400.0] * 2,
+                          "final_test_ppl": [90.0, 95.0, 250.0, 350.0] * 2})
+    got = nearest_half(frame, epoch=3).set_index(["reference", "death_rate"])
+    assert got.kept.to_dict() == {("same_epoch", 0.4): 1.0, ("same_epoch", 0.9): 0.0,
+                                  ("final", 0.4): 0.0, ("final", 0.9): 1.0}
+    assert got.loc[("final", 0.9), "median_final_test_ppl"] == 300.0 and (got.candidates == 2).all()
+    # Three tied for two places: each kept with probability 2/3.
+    tied = frame.assign(ls_distance=[1.0, 1.0, 1.0, 5.0] * 2)
+    shares = nearest_half(tied, epoch=3).set_index(["reference", "death_rate"]).kept
+    assert shares.loc[("final", 0.4)] == pytest.approx(2 / 3)
+    assert "reference" not in nearest_half(frame[frame.reference == "final"].drop(columns="reference"), epoch=3)
+    with pytest.raises(ValueError, match="epoch=5"):
+        nearest_half(frame, epoch=5)
+
+
+def test_drift_floors_and_the_diagnosis_figure(atlas_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lshkit.evidence import reference_signals
+
+    atlas = load_atlas(atlas_dir)
+    dense = atlas.ls(atlas.record(None, atlas.spec.seed)["name"]).astype(np.float64)
+    drift = reference_drift(atlas, tail_from=2)
+    assert drift.epoch.tolist() == list(range(len(dense))) and drift.dense_drift.iloc[-1] == 0.0
+    assert drift.dense_drift.iloc[0] == pytest.approx(np.linalg.norm(dense[0] - dense[-1]))
+    gap = dense[1] - dense[-1]
+    assert drift.tail_share.iloc[1] == pytest.approx((gap[2:] ** 2).sum() / (gap ** 2).sum())
+    paths = trajectories(atlas)
+    same = paths[~paths.dense & (paths.epoch == 2)].distance_same_epoch
+    assert drift.candidates_median.iloc[2] == pytest.approx(same.median())
+    with pytest.raises(ValueError, match="tail_from"):
+        reference_drift(atlas, tail_from=dense.shape[1])
+
+    floors = floor_exponents(atlas, epoch=2, floor=np.inf)  # every exponent "at the floor"
+    assert floors.death_rate.tolist() == [0.5, 0.9] and (floors.candidates == 4).all()
+    assert (floors.candidates_at_epoch == 4).all() and (floors.exponents_at_epoch == 4 * dense.shape[1]).all()
+    assert (floors.exponents_ever == 4 * dense.size).all()
+    assert LS_FLOOR == pytest.approx(np.log2(1e-30)) and LS_FLOOR < -99
+    with pytest.raises(ValueError, match="epoch=9"):
+        floor_exponents(atlas, epoch=9)
+
+    signals = reference_signals(atlas, range(3))
+    fig = reference_drift_figure(drift, signals, epoch=2)
+    assert len(fig.axes) == 3 and "same-epoch reference: ρ =" in fig.axes[1].get_title()
+    assert fig.axes[2].get_title().startswith("final reference")
+    assert len(reference_drift_figure(drift, signals[signals.reference == "final"], epoch=2).axes) == 2
+    plt.close("all")
+    with pytest.raises(ValueError, match="epoch=7"):
+        reference_drift_figure(drift, signals, epoch=7)
+
+
+def test_fig1_ordering_under_each_reading(atlas_dir):
+    atlas = load_atlas(atlas_dir)
+    paths = trajectories(atlas)
+    dense = paths[paths.dense]
+    assert dense.distance_final.iloc[-1] == 0.0 and (dense.distance_final.iloc[:-1] > 0).all()
+    assert paths[~paths.dense].sparse_init.notna().all() and paths[paths.dense].sparse_init.isna().all()
+    got = ordering_by_reference(paths, range(1, 4), n_boot=50)
+    assert got.reference.tolist() == ["same_epoch"] * 3 + ["final"] * 3
+    final = got[got.reference == "final"].iloc[1]
+    pruned = paths[~paths.dense & (paths.epoch == 2)]
+    assert final.rho == pytest.approx(pruned[["distance_final", "final_valid_ppl"]].corr("spearman").iloc[0, 1])
+
+
+def test_time_to_target_summary_under_each_reading():
+    rows = []
+    for reference, lsh in (("same_epoch", [10.0, 20.0, 30.0]), ("final", [np.nan] * 3)):
+        for repeat in range(3):
+            rows += [{"repeat": repeat, "method": "LSH (ls ranking)", "seconds": lsh[repeat], "reference": reference},
+                     {"repeat": repeat, "method": "LSH (loss ranking)", "seconds": 50.0, "reference": reference},
+                     {"repeat": repeat, "method": "full training", "seconds": 200.0, "reference": reference}]
+    out = time_to_target_by_reference(pd.DataFrame(rows), holds_above=5.0, n_boot=50)
+    assert out.method.tolist() == ["LSH (ls ranking)", "LSH (ls ranking)", "LSH (loss ranking)", "full training"]
+    assert out.reference.tolist()[:2] == ["same_epoch", "final"] and out.reference.iloc[2:].isna().all()
+    mine = out.set_index(["method", "reference"])
+    assert mine.loc[("LSH (ls ranking)", "same_epoch"), "speedup"] == pytest.approx(10.0)
+    assert mine.loc[("LSH (ls ranking)", "same_epoch"), "verdict"] == "holds"
+    assert mine.loc[("LSH (ls ranking)", "final"), "reached"] == 0.0
+    assert mine.loc[("LSH (ls ranking)", "final"), "verdict"] == "does not hold"

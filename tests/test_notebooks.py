@@ -12,10 +12,10 @@ from papermill.exceptions import PapermillExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = {"00_walkthrough", "fig1", "table1", "table2", "table3", "table4", "fig3", "tableB2",
-            "legcnet", "reber_sparsity", "spectral_gap", "predictive_power", "predictor_shootout"}
+            "legcnet", "reber_sparsity", "spectral_gap", "predictive_power", "predictor_shootout", "bench"}
 COMMON = ["budget", "scale", "seed", "device", "storage", "results_dir", "progress"]
 #: Notebooks that only read the committed atlas: nothing trains, so no scale, device or storage.
-READ_ONLY = dict.fromkeys(["predictive_power", "predictor_shootout"],
+READ_ONLY = dict.fromkeys(["predictive_power", "predictor_shootout", "bench"],
                          ["budget", "seed", "results_dir", "progress", "source"])
 
 
@@ -89,7 +89,8 @@ def test_a_searching_notebook_still_trains_end_to_end(tmp_path):
     """The searching notebooks replay on the atlas by default; this keeps their training path
     (the sweep, the dense reference, the claim cells on trained searches) covered end to end."""
     text, run = _train_smoke("table2", tmp_path, samplers=["tpe"])
-    assert len((run / "searches.csv").read_text().splitlines()) == 1 + 2  # a header, TPE by loss and by LS
+    # a header, TPE by loss once and by LS once per reading of the reference
+    assert len((run / "searches.csv").read_text().splitlines()) == 1 + 3
     # One search per ranking is one pair: no interval, so the claim can be neither confirmed nor refuted.
     assert ("the paper's claim that LS-based ranking reaches a lower perplexity than loss-based ranking for "
             "every optimiser is inconclusive in ours") in text
@@ -99,4 +100,5 @@ def test_table1_still_trains_every_model(tmp_path):
     """Table 1 reads the atlas by default, which holds the stacked LSTM only; trained, it runs all three."""
     text, run = _train_smoke("table1", tmp_path)
     table = (run / "table1.csv").read_text().splitlines()
-    assert len(table) == 1 + 3 * 3 and "AWD-LSTM-MoS: smoke" in text
+    # per model: the dense model, the Selfish-RNN default and one LSH pick per reading of the reference
+    assert len(table) == 1 + 4 * 3 and "AWD-LSTM-MoS: smoke" in text

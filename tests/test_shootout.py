@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from lshkit.atlas import load_atlas
+from lshkit.evidence import early_signals
 from lshkit.graph import out_of_fold
-from lshkit.shootout import PREDICTORS, predictor_shootout, shootout_signals, within_groups
+from lshkit.shootout import LS_PREDICTORS, PREDICTORS, predictor_shootout, rules_versus, shootout_signals, within_groups
 
 
 def test_an_out_of_fold_prediction_never_sees_its_own_row():
@@ -31,6 +32,15 @@ def test_shootout_signals_on_an_atlas(atlas_dir):
     frame = shootout_signals(atlas, range(5), folds=4, trees=20)
     assert len(frame) == 8 * 5 and set(frame.epoch) == set(range(5))
     assert np.isfinite(frame[list(PREDICTORS)].to_numpy()).all()
+    # The LS distance once per reading, as early_signals measures it under each.
+    for reference, column in LS_PREDICTORS.items():
+        ls = early_signals(atlas, range(5), reference=reference).set_index(["name", "epoch"]).ls_distance
+        assert np.allclose(frame.set_index(["name", "epoch"])[column].loc[ls.index], ls)
+    one = shootout_signals(atlas, range(5), references=["final"], folds=4, trees=20)
+    assert "ls_final" in one and "ls_same_epoch" not in one
+    assert np.allclose(one.graph_forest, frame.graph_forest)  # the forest reads no LS
+    with pytest.raises(ValueError, match="reference"):
+        shootout_signals(atlas, range(5), references=["middle"])
     row = frame.iloc[13]
     graph = atlas.graph(row["name"], int(row.epoch))
     assert row.neg_gap_min == -graph["gap_min"] and row.neg_gap_mean == -graph["gap_mean"]
@@ -53,19 +63,27 @@ def test_a_missing_mask_graph_epoch_names_the_command(atlas_dir, tmp_path):
 def test_predictor_shootout_correlations_and_paired_differences():
     rng = np.random.default_rng(1)
     final = rng.permutation(40).astype(float) + 100
-    frame = pd.DataFrame({"epoch": 2, "final_valid_ppl": final, "ls_distance": rng.normal(size=40),
-                          "valid_loss": final / 50, "neg_gap_min": -final, "neg_gap_mean": final ** 2,
-                          "graph_forest": rng.normal(size=40)})
+    frame = pd.DataFrame({"epoch": 2, "final_valid_ppl": final, "ls_same_epoch": final + rng.normal(size=40),
+                          "ls_final": rng.normal(size=40), "valid_loss": final / 50, "neg_gap_min": -final,
+                          "neg_gap_mean": final ** 2, "graph_forest": rng.normal(size=40)})
     corr, diff = predictor_shootout(frame, n_boot=200)
     rho = corr.set_index("predictor").rho
+    assert corr.predictor.tolist() == list(PREDICTORS)
     assert rho.valid_loss == pytest.approx(1) and rho.neg_gap_mean == pytest.approx(1)
     assert rho.neg_gap_min == pytest.approx(-1)
-    d = diff.set_index("predictor")
-    assert set(d.index) == set(PREDICTORS) - {"ls_distance"} and (d.against == "ls_distance").all()
-    assert d.difference.valid_loss == pytest.approx(1 - rho.ls_distance)
+    # Every predictor against the LS distance under each reading, the other reading included.
+    assert diff.groupby("against").size().to_dict() == {"ls_same_epoch": 5, "ls_final": 5}
+    d = diff[diff.against == "ls_final"].set_index("predictor")
+    assert set(d.index) == set(PREDICTORS) - {"ls_final"}
+    assert d.difference.valid_loss == pytest.approx(1 - rho.ls_final)
     assert d.lo.valid_loss < d.difference.valid_loss < d.hi.valid_loss
+    assert d.difference.ls_same_epoch == pytest.approx(rho.ls_same_epoch - rho.ls_final)
+    only = predictor_shootout(frame.drop(columns="ls_same_epoch"), n_boot=50)[1]
+    assert set(only.against) == {"ls_final"} and len(only) == 4
     with pytest.raises(ValueError, match=r"lacks the predictor columns \['graph_forest'\]"):
         predictor_shootout(frame.drop(columns="graph_forest"))
+    with pytest.raises(ValueError, match="no LS predictor"):
+        predictor_shootout(frame.drop(columns=["ls_same_epoch", "ls_final"]))
 
 
 def test_within_groups_separates_ranking_from_telling_groups_apart():
@@ -83,3 +101,16 @@ def test_within_groups_separates_ranking_from_telling_groups_apart():
         within_groups(frame, "lr", 3)
     with pytest.raises(ValueError, match=r"epoch=4 is not in the frame; it has \[3\]"):
         within_groups(frame, "rate", 4)
+
+
+def test_rules_versus_pairs_the_gap_with_every_other_rule_and_reading():
+    luck = np.random.default_rng(3).normal(300, 30, size=10)
+    arms = (("gap", None, -50.0), ("ls", "same_epoch", -10.0), ("ls", "final", 20.0), ("loss", None, 0.0))
+    replays = pd.concat([pd.DataFrame({"sampler": "tpe", "seed": range(10), "ranking": ranking, "reference": reference,
+                                       "test_ppl": luck + shift}) for ranking, reference, shift in arms])
+    got = rules_versus(replays).set_index("against")
+    assert got.index.tolist() == ["LS (same epoch)", "LS (final)", "loss"] and (got.pairs == 10).all()
+    assert got.difference.to_dict() == pytest.approx({"LS (same epoch)": -40.0, "LS (final)": -70.0, "loss": -50.0})
+    assert (got.verdict == "holds").all() and (got.a_better == 10).all() and (got.other_better == 0).all()
+    with pytest.raises(ValueError, match="a='forest'"):
+        rules_versus(replays, "forest")

@@ -23,7 +23,7 @@ VARIANTS = {"dense": None, "pruned 1": PRUNED}
 LS_STEPS = 12
 N = CFG.num_layers * CFG.hidden_size  # "paper" convention: h of every layer
 COLUMNS = ["variant", "epoch", "train_loss", "valid_loss", "valid_ppl", "density", "ls_seconds",
-           "train_seconds", "distance_same_epoch", "distance_pca"]
+           "train_seconds", "distance_same_epoch", "distance_final", "distance_pca"]
 TIMINGS = ["ls_seconds", "train_seconds"]
 
 
@@ -63,6 +63,9 @@ def test_distances_match_a_direct_computation_from_the_ls_frame(tracked):
     dense = frame.variant == "dense"
     assert (frame.loc[dense, "distance_same_epoch"] == 0.0).all()
     assert (frame.loc[~dense, "distance_same_epoch"] > 0).all()
+    final = np.linalg.norm(wide.to_numpy() - wide.loc[("dense", 2)].to_numpy(), axis=1)
+    np.testing.assert_allclose(frame.distance_final, final, rtol=1e-12, atol=0)
+    assert frame.distance_final[dense & (frame.epoch == 2)].item() == 0.0
 
     coords = PCA(n_components=2, svd_solver="full").fit_transform(wide.to_numpy())
     anchor = coords[list(wide.index).index(("dense", 2))]
@@ -144,13 +147,13 @@ def test_k2_is_the_mean_over_its_two_samples_among_the_k10_batch(corpus):
 
 
 def _frame(distances: dict, ppl: dict) -> pd.DataFrame:
-    """A track_training-like frame: distances[name] = (same-epoch list, PCA list) per epoch,
-    ppl[name] = validation perplexity per epoch."""
+    """A track_training-like frame: distances[name] = (same-epoch list, PCA list) per epoch (the
+    final-reference distance is the PCA one here), ppl[name] = validation perplexity per epoch."""
     rows = []
     for name, (same, pca) in distances.items():
         for epoch, (d_same, d_pca, value) in enumerate(zip(same, pca, ppl[name])):
             rows.append({"variant": name, "epoch": epoch, "valid_ppl": value,
-                         "distance_same_epoch": d_same, "distance_pca": d_pca})
+                         "distance_same_epoch": d_same, "distance_final": d_pca, "distance_pca": d_pca})
     return pd.DataFrame(rows)
 
 
@@ -178,7 +181,7 @@ def test_early_ordering_compares_whole_rankings_of_more_than_two_variants():
     frame = _frame({k: (v, v) for k, v in same.items()},
                    {"dense": [9, 5], "a": [9, 6], "b": [9, 8], "c": [9, 7]})
     got = early_ordering(frame, epoch=1)
-    assert list(got.nearest) == ["a", "a"] and list(got.best) == ["a", "a"]
+    assert list(got.nearest) == ["a"] * 3 and list(got.best) == ["a"] * 3
     assert not got.same_ordering.any() and got.stays_nearest.all()  # b and c are swapped
 
 

@@ -82,6 +82,7 @@ class SearchConfig(JSONConfig):
         check_choice("SearchConfig.distance", self.distance, DISTANCES)
         check_choice("SearchConfig.embedding_fit", self.embedding_fit, EMBEDDING_FITS)
         check_choice("SearchConfig.ls_convention", self.ls_convention, LS_CONVENTIONS)
+        self._check_ls_space()
         check_choice("SearchConfig.stable_warmup", self.stable_warmup, (True, False))
         if self.budget == "smoke" and self.scale not in ("smoke", "auto"):
             raise ValueError(f"SearchConfig.budget='smoke' runs at scale 'smoke'; got scale={self.scale!r}")
@@ -147,6 +148,7 @@ class SearchConfig(JSONConfig):
         cfg.train_config()  # the overrides must make a valid TrainConfig
         cfg._check_space()
         cfg._check_epochs()
+        cfg._check_grid_pool()
         return cfg
 
     def _check_resolved(self):
@@ -170,6 +172,29 @@ class SearchConfig(JSONConfig):
         if bad:
             raise ValueError(f"search space parameter(s) {bad} are neither SparseConfig fields "
                              f"{sorted(sparse)} nor TrainConfig fields {sorted(train)}")
+
+    def _check_ls_space(self):
+        """The LS space's options (LS_SPACE_FIELDS) shape the LS distance alone: set away from their
+        defaults for a ranking that reads no LS, they would change nothing, so they are refused."""
+        if self.ranking == "ls":
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LS_SPACE_FIELDS}
+        moved = {k: getattr(self, k) for k in LS_SPACE_FIELDS if getattr(self, k) != defaults[k]}
+        if moved:
+            given = ", ".join(f"{k}={v!r}" for k, v in moved.items())
+            kept = ", ".join(f"{k}={defaults[k]!r}" for k in moved)
+            raise ValueError(f"SearchConfig {given}: these shape the LS distance, which ranking={self.ranking!r} "
+                             f"never reads; leave them at their defaults ({kept}) or rank by 'ls'")
+
+    def _check_grid_pool(self):
+        """Grid search's pool is at most the grid: a pool asked for (not the budget's) beyond it
+        would be cut without a word."""
+        if self.sampler != "grid" or self.pool == BUDGETS[self.budget]:
+            return
+        grid = int(SearchSpace.from_dict(self.space).size())
+        if self.pool > grid:
+            raise ValueError(f"SearchConfig.pool={self.pool}: grid search's pool is its grid of {grid} "
+                             f"configurations; give pool <= {grid} (or leave it to the budget)")
 
     def _check_epochs(self):
         if self.pool <= self.final_survivors:

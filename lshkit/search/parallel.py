@@ -8,6 +8,7 @@ import warnings
 
 import torch
 
+from lshkit.env import child_process_init, children_ignore_interrupts
 from lshkit.search.config import SearchConfig
 from lshkit.search.loop import LSHSearch
 from lshkit.storage import check_workers
@@ -16,6 +17,7 @@ __all__ = ["run_search"]
 
 
 def _worker(config_json: str, out: str, options: dict, ready) -> None:
+    child_process_init()
     torch.set_num_threads(options.pop("threads"))
     search = LSHSearch(SearchConfig.from_json(config_json), out, progress=False, write_outputs=False,
                        **options)
@@ -44,19 +46,26 @@ def run_search(config: SearchConfig, out, *, storage: str | None = None, workers
     ready = [context.Event() for _ in range(1, workers)]
     procs = [context.Process(target=_worker, args=(search.config.to_json(), str(out), dict(options), event),
                              name=f"lshkit-worker-{i}") for i, event in enumerate(ready, 1)]
-    for proc in procs:
-        proc.start()
+    finished = False
     try:
+        with children_ignore_interrupts():  # a Ctrl-C meanwhile is raised at its end: the finally stops them
+            for proc in procs:
+                proc.start()
         # Start together, so that the first round is shared from its first unit on (a spawned
         # process needs seconds to import torch).
         while not all(e.is_set() or not p.is_alive() for e, p in zip(ready, procs)):
             time.sleep(0.05)
         torch.set_num_threads(threads)
         summary = search.run()
+        finished = True
     finally:
         torch.set_num_threads(own_threads)
         for proc in procs:
-            proc.join(timeout=60)
+            if proc.pid is None:  # never started
+                continue
+            # Stopped early (Ctrl-C, an error): the workers stop now; what they finished is in the
+            # storage and a re-run resumes. Finished: they have nothing left to claim.
+            proc.join(timeout=60 if finished else 0)
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
