@@ -156,7 +156,13 @@ def run_sweep(base: SearchConfig, grid: dict, *, repeats: int = 1, out, storage:
         raise ValueError(f"repeats={repeats!r} is not valid; it must be a positive integer")
     if progress is not None and not isinstance(progress, bool):
         raise ValueError(f"progress={progress!r} is not valid; choose one of [None, True, False]")
-    combinations = expand(grid)
+    combinations = []
+    for combination in expand(grid):
+        if {**dataclasses.asdict(base), **combination}["ranking"] != "ls":
+            # A ranking that reads no LS runs once for all LS-space options (as replay_sweep does).
+            combination = {k: v for k, v in combination.items() if k not in LS_SPACE_FIELDS}
+        if combination not in combinations:
+            combinations.append(combination)
     dev = resolve_device(device)
     jobs = []
     for combination in combinations:
