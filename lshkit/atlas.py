@@ -71,13 +71,13 @@ _SPEC_FILE = "atlas.json"
 #: 1% an epoch over three epochs (the noise of SGD at lr 40 needs the three) after epoch 9.
 PASS_EPOCHS = 9
 _GRAPHS_FILE = "graphs.json"
-# The space's dimensions in one fixed order (names, grids and the samplers' draws depend on it,
-# and a spec read back from JSON has its keys sorted).
-_ORDER = ("sparse_init", "growth", "death", "redistribution", "death_rate")
+#: The space's dimensions in one fixed order (names, grids and the samplers' draws depend on it,
+#: and a spec read back from JSON has its keys sorted).
+PARAMETERS = ("sparse_init", "growth", "death", "redistribution", "death_rate")
 
 
 def _ordered(names) -> list[str]:
-    return sorted(names, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+    return sorted(names, key=lambda n: (PARAMETERS.index(n) if n in PARAMETERS else len(PARAMETERS), n))
 
 
 @dataclass

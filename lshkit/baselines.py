@@ -30,14 +30,15 @@ from pathlib import Path
 import pandas as pd
 
 from lshkit import paper
-from lshkit.checks import check_choice, check_int, check_number, check_positive_int, check_ratios
+from lshkit.checks import check_int, check_number, check_positive_int, check_ratios
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
+from lshkit.embedding import check_references
 from lshkit.env import auto_progress, resolve_device
 from lshkit.io import read_json, versions, write_csv, write_json
 from lshkit.samplers import Observation, make_sampler
 from lshkit.search import SearchConfig, run_search
-from lshkit.search.runner import Runner, TrainingRunner, candidate_configs, reference_key, train_reference
+from lshkit.search.runner import Runner, TrainingRunner, reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
@@ -264,10 +265,7 @@ def _methods_by_reference(frames: dict) -> pd.DataFrame:
     ``reference`` column: the LSH pick once per reading, labelled with it ("LSH pick, same-epoch
     reference"); the dense model and the Selfish-RNN default, which read no LS, once (the first
     reading's rows; ``reference`` empty)."""
-    from lshkit.embedding import REFERENCES
-
-    if not frames:
-        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
+    check_references(list(frames))
     lsh = [frame[frame.method == "lsh"].assign(reference=reference,
                                                label=f"{METHODS['lsh']}, {_READING_LABELS[reference]}")
            for reference, frame in frames.items()]
@@ -275,15 +273,6 @@ def _methods_by_reference(frames: dict) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHODS)}
     out = pd.concat([first[first.method != "lsh"].assign(reference=None)] + lsh, ignore_index=True)
     return out.sort_values("method", key=lambda m: m.map(order), kind="stable", ignore_index=True)
-
-
-def _references(references) -> list:
-    from lshkit.embedding import REFERENCES
-
-    references = list(references)
-    for reference in references:
-        check_choice("reference", reference, REFERENCES)
-    return references
 
 
 def atlas_methods_by_reference(atlas, out, *, references=("same_epoch", "final"), repeats: int = 100,
@@ -294,7 +283,7 @@ def atlas_methods_by_reference(atlas, out, *, references=("same_epoch", "final")
     and the Selfish-RNN default once (``reference`` empty). :func:`table1_claim` judges it per reading."""
     return _methods_by_reference({r: atlas_methods(atlas, out, repeats=repeats, first_seed=first_seed, budget=budget,
                                                    reference=r, committed=committed)
-                                  for r in _references(references)})
+                                  for r in check_references(references)})
 
 
 def compare_methods_by_reference(config: SearchConfig, out, *, references=("same_epoch", "final"),
@@ -308,7 +297,7 @@ def compare_methods_by_reference(config: SearchConfig, out, *, references=("same
     return _methods_by_reference({r: compare_methods(dataclasses.replace(config, reference=r), out, storage=storage,
                                                      device=device, reference_dir=reference_dir, progress=progress,
                                                      lsh_dir=Path(out) / f"lsh-reference={r}")
-                                  for r in _references(references)})
+                                  for r in check_references(references)})
 
 
 def mos_search_config(config: SearchConfig, device="auto") -> tuple[SearchConfig, str]:
@@ -453,14 +442,8 @@ def atlas_robustness_by_reference(atlas, out, *, references=("same_epoch", "fina
     (:data:`lshkit.embedding.REFERENCES`), in one frame with a ``reference`` column: LSH's rows once
     per reading; TPE with loss ranking, the Selfish-RNN default and the dense model, which read no
     LS, once (their ``reference`` empty; the loss-ranked replays are one folder, replayed once)."""
-    from lshkit.embedding import REFERENCES
-
-    references = list(references)
-    if not references:
-        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
     frames = []
-    for k, reference in enumerate(references):
-        check_choice("reference", reference, REFERENCES)
+    for k, reference in enumerate(check_references(references)):
         frame = atlas_robustness(atlas, out, repeats=repeats, first_seed=first_seed, reference=reference,
                                  committed=committed, workers=workers)
         lsh = frame.method == _RANKING_METHOD["ls"]
@@ -651,15 +634,10 @@ def atlas_time_to_target(atlas, target_ppl: float, out, *, references=("same_epo
     ``reference`` column names the reading LSH's LS ranking read. The loss-ranked LSH and the
     full-training search read no LS: they are replayed under every reading, and a disagreement
     between two readings' copies is an error."""
-    from lshkit.embedding import REFERENCES
     from lshkit.replay import replay_time_to_target
 
-    references = list(references)
-    if not references:
-        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
     frames = []
-    for reference in references:
-        check_choice("reference", reference, REFERENCES)
+    for reference in check_references(references):
         suffix = f"-reference={reference}"
         frames.append(replay_time_to_target(
             atlas, target_ppl, repeats=repeats, first_seed=first_seed, budget=budget, reference=reference,

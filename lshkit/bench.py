@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lshkit.atlas import ATLAS_ROOT, CONVENTIONS, Atlas, AtlasSpec, candidate_name, configuration_name, load_atlas
+from lshkit.atlas import (ATLAS_ROOT, CONVENTIONS, PARAMETERS, Atlas, AtlasSpec, candidate_name,
+                          configuration_name, load_atlas)
 from lshkit.checks import check_choice, check_int
 from lshkit.io import atomic_write, read_json, versions, write_json
 
@@ -70,7 +71,6 @@ _COLUMNS = ("train_loss", "valid_loss", "valid_ppl", "test_loss", "density", "fa
             *(f"ls_{c}_cpu_seconds" for c in CONVENTIONS))
 _TABLES = {"configurations": "configurations.parquet", "objectives": "objectives.parquet",
            "ls": "ls.parquet", "graphs": "graphs.parquet"}
-_PARAMS = ("sparse_init", "growth", "death", "redistribution", "death_rate")
 
 
 def _float(x) -> float:
@@ -372,7 +372,7 @@ def export(atlas, out) -> dict:
         c = configuration_name(rec["params"])
         names.setdefault(c, {"params": rec["params"], "seeds": []})["seeds"].append(rec["seed"])
     configs = pd.DataFrame([{"configuration": c, "dense": v["params"] is None,
-                             **{k: (v["params"] or {}).get(k) for k in _PARAMS},
+                             **{k: (v["params"] or {}).get(k) for k in PARAMETERS},
                              "seeds": sorted(v["seeds"])} for c, v in names.items()])
     objectives = bench.table()
     ls_rows = []
@@ -388,7 +388,7 @@ def export(atlas, out) -> dict:
     graphs = atlas.graph_epochs()
     if len(graphs):
         graphs = graphs.assign(configuration=[configuration_name(atlas.records[n]["params"]) for n in graphs.name])
-        graphs = graphs.drop(columns=["name", *[k for k in _PARAMS if k in graphs]])
+        graphs = graphs.drop(columns=["name", *[k for k in PARAMETERS if k in graphs]])
         graphs = graphs[["configuration", "seed", "epoch"] + [c for c in graphs if c not in
                                                               ("configuration", "seed", "epoch")]]
     else:
@@ -464,7 +464,7 @@ def load_export(folder) -> Bench:
     tables = {k: pd.read_parquet(folder / f) for k, f in _TABLES.items()}
     params = {}
     for row in tables["configurations"].itertuples(index=False):
-        params[row.configuration] = None if row.dense else {k: getattr(row, k) for k in _PARAMS}
+        params[row.configuration] = None if row.dense else {k: getattr(row, k) for k in PARAMETERS}
         if params[row.configuration] is not None:
             params[row.configuration]["death_rate"] = float(params[row.configuration]["death_rate"])
     curves, reasons = {}, {}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -341,7 +340,9 @@ def compare(atlas, out=None, *, repeats: int = 100, first_seed: int = 0, sampler
             finished(_study_job(job))
             bar.update()
     else:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        from lshkit.env import spawn_pool
+
+        with spawn_pool(min(workers, len(jobs))) as pool:  # Ctrl-C: this process stops them
             for row in pool.imap_unordered(_study_job, jobs, chunksize=4):
                 finished(row)
                 bar.update()

@@ -51,6 +51,17 @@ DISTANCES = ("l2", "cos")
 FITS = ("candidate", "joint")
 
 
+def check_references(references) -> list[str]:
+    """``references`` as a list of readings (:data:`REFERENCES`), at least one: an error naming a
+    bad one and the valid ones."""
+    references = [references] if isinstance(references, str) else list(references)
+    if not references:
+        raise ValueError(f"references must name at least one reading; valid: {list(REFERENCES)}")
+    for reference in references:
+        _check_choice("reference", reference, REFERENCES)
+    return references
+
+
 def _check_choice(kind: str, value, valid) -> None:
     if kind == "embedding" and value == "same_epoch":
         raise ValueError("embedding 'same_epoch' is now embedding='raw' with reference='same_epoch' "

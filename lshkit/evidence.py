@@ -441,21 +441,12 @@ LS_FLOOR = math.log2(1e-30)
 _READING_NAMES = {"same_epoch": "same-epoch reference", "final": "final reference"}
 
 
-def _references(references) -> list[str]:
-    references = list(references)
-    if not references:
-        raise ValueError(f"references must name at least one reading; valid: {list(emb.REFERENCES)}")
-    for reference in references:
-        check_choice("reference", reference, emb.REFERENCES)
-    return references
-
-
 def reference_signals(atlas: Atlas, epochs=range(6), *, references=emb.REFERENCES, **settings) -> pd.DataFrame:
     """:func:`early_signals` under each reading of the dense reference in ``references``, in one
     frame whose first column ``reference`` names the reading (the loss and the final perplexities,
     which read no LS, repeat under each). ``settings``: the other options of :func:`early_signals`."""
     frame = pd.concat([early_signals(atlas, epochs, reference=r, **settings).assign(reference=r)
-                       for r in _references(references)], ignore_index=True)
+                       for r in emb.check_references(references)], ignore_index=True)
     return frame[["reference"] + [c for c in frame.columns if c != "reference"]]
 
 
@@ -538,7 +529,7 @@ def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=em
     epochs = list(epochs)
     pruned = paths[~paths.dense & paths.epoch.isin(epochs)]
     frames = [rank_correlation(pruned, TRAJECTORY_DISTANCES[r], target="final_valid_ppl", n_boot=n_boot, seed=seed)
-              .assign(reference=r) for r in _references(references)]
+              .assign(reference=r) for r in emb.check_references(references)]
     out = pd.concat(frames, ignore_index=True)
     return out[["reference"] + [c for c in out.columns if c != "reference"]]
 

@@ -36,7 +36,7 @@ from lshkit.checks import check_int
 from lshkit.env import spawn_pool
 from lshkit.io import Journal, check_writable, read_json, write_csv, write_json
 from lshkit.samplers import Categorical, SearchSpace
-from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig
+from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig, unread_dropped
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching
 from lshkit.sweep import summarise
@@ -206,7 +206,7 @@ def _search_fields(fields: dict) -> dict:
     never reads."""
     if fields.get("ranking", SearchConfig.ranking) == "ls":
         return {**fields, "reference": fields.get("reference", SearchConfig.reference)}
-    return {k: v for k, v in fields.items() if k not in LS_SPACE_FIELDS}
+    return unread_dropped(fields)
 
 
 def _key(atlas: Atlas, repeats: int, first_seed: int, fields: dict) -> dict:
@@ -383,10 +383,8 @@ def replay_sweep(atlas: Atlas | str | Path, out, axes: dict, *, repeats: int = 1
     names = list(axes)
     cells = {}
     for values in itertools.product(*(axes[n] for n in names)):
-        cell = dict(zip(names, values))
-        if {**fields, **cell}.get("ranking", SearchConfig.ranking) != "ls":
-            # A ranking that reads no LS is replayed once for all LS-space options (NaN in their columns).
-            cell = {k: v for k, v in cell.items() if k not in LS_SPACE_FIELDS}
+        # A ranking that reads no LS is replayed once for all LS-space options (NaN in their columns).
+        cell = unread_dropped(dict(zip(names, values)), fields)
         cells.setdefault("-".join(f"{k}={v}" for k, v in cell.items()), cell)
     frames = []
     for name, cell in tqdm(cells.items(), desc="replays", unit="search", disable=not progress):

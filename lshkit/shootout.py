@@ -27,7 +27,7 @@ import pandas as pd
 
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
-from lshkit.checks import check_choice, check_int
+from lshkit.checks import check_int
 from lshkit.evidence import early_signals, paired_difference, rank_correlation, with_arms
 from lshkit.graph import gap_score, out_of_fold
 
@@ -67,11 +67,7 @@ def shootout_signals(atlas: Atlas, epochs=range(6), *, references=emb.REFERENCES
     graphs must reach the last epoch (``python -m lshkit atlas graphs``)."""
     check_int("folds", folds, low=2)
     check_int("trees", trees, low=1)
-    references = list(references)
-    if not references:
-        raise ValueError(f"references must name at least one reading; valid: {list(emb.REFERENCES)}")
-    for reference in references:
-        check_choice("reference", reference, emb.REFERENCES)
+    references = emb.check_references(references)
     epochs = list(epochs)
     signals = None
     for reference in references:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from lshkit.io import read_json, write_csv
 from lshkit.env import quiet, resolve_device
 from lshkit.search import SearchConfig, run_search
-from lshkit.search.config import LS_SPACE_FIELDS
+from lshkit.search.config import ls_space_defaults, unread_dropped
 from lshkit.storage import default_storage_url
 
 __all__ = ["SMOKE_OVERRIDES", "smoke_sized", "exhaustive", "expand", "search_name", "run_sweep",
@@ -61,9 +61,8 @@ def exhaustive(config: SearchConfig, device="auto") -> SearchConfig:
         raise TypeError(f"config must be a SearchConfig; got {type(config).__name__}")
     final = config.resolved(resolve_device(device)).final_epochs
     # The LS space's options go back to their defaults: a loss ranking refuses them (SearchConfig).
-    ls_defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.name in LS_SPACE_FIELDS}
     return dataclasses.replace(config, ranking="loss", rounds=1, epochs_per_round=final,
-                               final_epochs=final, **ls_defaults)
+                               final_epochs=final, **ls_space_defaults())
 
 
 def _check_grid(grid) -> None:
@@ -158,9 +157,8 @@ def run_sweep(base: SearchConfig, grid: dict, *, repeats: int = 1, out, storage:
         raise ValueError(f"progress={progress!r} is not valid; choose one of [None, True, False]")
     combinations = []
     for combination in expand(grid):
-        if {**dataclasses.asdict(base), **combination}["ranking"] != "ls":
-            # A ranking that reads no LS runs once for all LS-space options (as replay_sweep does).
-            combination = {k: v for k, v in combination.items() if k not in LS_SPACE_FIELDS}
+        # A ranking that reads no LS runs once for all LS-space options.
+        combination = unread_dropped(combination, {"ranking": base.ranking})
         if combination not in combinations:
             combinations.append(combination)
     dev = resolve_device(device)

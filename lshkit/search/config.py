@@ -17,7 +17,7 @@ from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
 
 __all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "REFERENCES", "DISTANCES",
-           "EMBEDDING_FITS", "LS_CONVENTIONS", "LS_SPACE_FIELDS"]
+           "EMBEDDING_FITS", "LS_CONVENTIONS", "LS_SPACE_FIELDS", "unread_dropped"]
 
 MODELS = TABLE1_MODELS
 SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
@@ -178,7 +178,7 @@ class SearchConfig(JSONConfig):
         defaults for a ranking that reads no LS, they would change nothing, so they are refused."""
         if self.ranking == "ls":
             return
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in LS_SPACE_FIELDS}
+        defaults = ls_space_defaults()
         moved = {k: getattr(self, k) for k in LS_SPACE_FIELDS if getattr(self, k) != defaults[k]}
         if moved:
             given = ", ".join(f"{k}={v!r}" for k, v in moved.items())
@@ -225,3 +225,14 @@ class SearchConfig(JSONConfig):
         return f"{prefix}-{self.model}-{self.scale}-{self.sampler}-{self.ranking}-{self.key()}"
 
 
+def ls_space_defaults() -> dict:
+    """The defaults of the LS space's options (:data:`LS_SPACE_FIELDS`)."""
+    return {f.name: f.default for f in dataclasses.fields(SearchConfig) if f.name in LS_SPACE_FIELDS}
+
+
+def unread_dropped(fields: dict, base: dict | None = None) -> dict:
+    """``fields`` (SearchConfig fields) less the LS space's options where the ranking they name
+    (else ``base``'s, else the default) reads no LS: such a search is one search for all of them,
+    and :class:`SearchConfig` refuses them away from their defaults."""
+    ranking = fields.get("ranking", (base or {}).get("ranking", SearchConfig.ranking))
+    return dict(fields) if ranking == "ls" else {k: v for k, v in fields.items() if k not in LS_SPACE_FIELDS}
