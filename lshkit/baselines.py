@@ -237,13 +237,13 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
     ``reference``, ``budget``) replayed ``repeats`` times (:func:`lshkit.replay.replay_sweep` into
     ``out``; ``committed`` as there).
     The columns of :func:`compare_methods`, plus n, ci95 (the LSH row's mean over the replays
-    and its 95% Student-t half-width; 1 and 0 for the single trainings) and configuration (for
+    and its 95% Student-t half-width; 1 and NaN for the single trainings) and configuration (for
     LSH, the pick the replays made most often)."""
     from lshkit.replay import replay_sweep
-    from lshkit.sweep import summarise
+    from lshkit.stats import summarise
 
     spec = atlas.spec
-    rows = [{**row, "n": 1, "ci95": 0.0} for row in _atlas_fixed(atlas)]
+    rows = [{**row, "n": 1, "ci95": math.nan} for row in _atlas_fixed(atlas)]
     replays = replay_sweep(atlas, out, {"sampler": ["tpe"], "reference": [reference]}, repeats=repeats,
                            first_seed=first_seed, ranking="ls", budget=budget, committed=committed)
     test, valid = summarise(replays, "sampler").iloc[0], replays.valid_ppl.mean()
@@ -347,9 +347,9 @@ def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
     table["holds"] = (table["lsh"] < table["selfish_rnn"]) & (table["lsh"] < table["dense"])
     table["state"] = table["holds"].map({True: "holds", False: "does not hold"})
     if "ci95" in rows:
-        from lshkit.evidence import interval_verdict
+        from lshkit.stats import interval_verdict
 
-        half = rows[rows.method == "lsh"].set_index("model")["ci95"].where(lambda h: h > 0).reindex(table.index)
+        half = rows[rows.method == "lsh"].set_index("model")["ci95"].reindex(table.index)
         margin = table["lsh"] - table[["selfish_rnn", "dense"]].min(axis=1)
         table["state"] = [interval_verdict(m - h, m + h, better="below") for m, h in zip(margin, half)]
     return table.reset_index()

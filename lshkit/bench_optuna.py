@@ -32,7 +32,7 @@ from lshkit.atlas import Atlas, configuration_name, load_atlas
 from lshkit.bench import Bench, load
 from lshkit.checks import check_choice, check_int, check_number
 from lshkit.io import Journal, read_json, versions, write_csv, write_json
-from lshkit.sweep import summarise
+from lshkit.stats import summarise, t_interval
 
 __all__ = ["SAMPLERS", "PRUNERS", "METRICS", "REFUSED", "run_study", "compare", "paired", "summary_table",
            "method_label", "COLOURS"]
@@ -232,7 +232,7 @@ def _lsh_rows(frame: pd.DataFrame, ranking: str) -> pd.DataFrame:
 def paired(runs: pd.DataFrame, reference: str = _LSH["ls"], value: str = "test_ppl") -> pd.DataFrame:
     """Per method, the mean of ``value`` minus ``reference``'s, paired by seed (an Optuna study
     of seed k had the budget LSH's replay of seed k spent; LSH's two rankings of seed k start
-    from the same pool), with its 95% Student-t interval (:func:`lshkit.sweep.summarise`) and
+    from the same pool), with its 95% Student-t interval (:func:`lshkit.stats.t_interval`) and
     how many seeds each side won."""
     wide = runs.pivot_table(index="seed", columns="method", values=value)
     if reference not in wide:
@@ -240,9 +240,9 @@ def paired(runs: pd.DataFrame, reference: str = _LSH["ls"], value: str = "test_p
     rows = []
     for method in [m for m in dict.fromkeys(runs.method) if m != reference]:
         d = (wide[method] - wide[reference]).dropna()
-        s = summarise(pd.DataFrame({"method": method, "difference": d}), "method", "difference").iloc[0]
-        rows.append({"method": method, "versus": reference, "pairs": int(s.n), "difference": s["mean"],
-                     "lo": s["mean"] - s.ci95, "hi": s["mean"] + s.ci95,
+        mean, half, n = t_interval(d)
+        rows.append({"method": method, "versus": reference, "pairs": n, "difference": mean,
+                     "lo": mean - half, "hi": mean + half,
                      "better": int((d < 0).sum()), "worse": int((d > 0).sum())})
     return pd.DataFrame(rows)
 

@@ -3,8 +3,8 @@ to the dense model in the LS space predict its final perplexity better than its 
 (Fig. 1, §3.2; Table 2 rests on it.)
 
 :func:`early_signals` reads both signals for every pruned candidate of an atlas at each early
-epoch; :func:`rank_correlation` gives Spearman's ρ between a signal and the final perplexity with
-a bootstrap 95% interval over candidates; :func:`paired_difference` the difference of two signals'
+epoch; :func:`lshkit.stats.rank_correlation` gives Spearman's ρ between a signal and the final perplexity with
+a bootstrap 95% interval over candidates; :func:`lshkit.stats.paired_difference` the difference of two signals'
 ρ with a paired bootstrap interval (the same resampled candidates for both);
 :func:`predictive_power` both for every LS convention and embedding × distance;
 :func:`survival` the practical form (does the true best quarter survive a half-removal?);
@@ -26,15 +26,14 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_choice, check_int, check_number
-from lshkit.sweep import summarise
+from lshkit.stats import interval_verdict, overall_verdict, paired_difference, rank_correlation, summarise
 
-__all__ = ["early_signals", "rank_correlation", "paired_difference", "predictive_power", "survival", "seed_noise",
-           "paired_replays", "best_combination", "optimal_only_from", "interval_verdict", "overall_verdict",
+__all__ = ["early_signals", "predictive_power", "survival", "seed_noise",
+           "paired_replays", "best_combination", "optimal_only_from",
            "time_to_target_summary", "trajectories", "with_arms", "arm_table", "paired_by_reading", "SIGNALS",
            "READINGS", "READING_NOTES", "TRAJECTORY_DISTANCES", "LS_FLOOR", "reference_signals", "by_reference",
            "survival_by_reference", "distinct_values", "ordering_by_reference", "reference_drift", "floor_exponents",
@@ -82,57 +81,6 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
             rows.append({"name": name, **record["params"], "epoch": e, "ls_distance": d[f"ls_distance_{distance}"], **d,
                          "valid_loss": record["epochs"][e]["valid_loss"],
                          "final_valid_ppl": last["valid_ppl"], "final_test_ppl": float(np.exp(last["test_loss"]))})
-    return pd.DataFrame(rows)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's ρ of each row pair of ``x`` and ``y`` ([B, n]): Pearson on average ranks."""
-    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
-    rx = rx - rx.mean(axis=1, keepdims=True)
-    ry = ry - ry.mean(axis=1, keepdims=True)
-    denom = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rx * ry).sum(axis=1) / denom
-
-
-def _boot(frame: pd.DataFrame, signals, target: str, n_boot: int, seed: int):
-    check_int("n_boot", n_boot, low=10)
-    rng = np.random.default_rng(seed)
-    out = []
-    for epoch, group in frame.groupby("epoch"):
-        n = len(group)
-        index = np.vstack([np.arange(n), rng.integers(0, n, size=(n_boot, n))])  # row 0: the sample itself
-        y = group[target].to_numpy()[index]
-        out.append((epoch, n, {s: _spearman(group[s].to_numpy()[index], y) for s in signals}))
-    return out
-
-
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    boot = values[1:][np.isfinite(values[1:])]
-    return tuple(np.quantile(boot, [0.025, 0.975])) if len(boot) else (np.nan, np.nan)
-
-
-def rank_correlation(frame: pd.DataFrame, signal: str, target: str = "final_valid_ppl", *,
-                     n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per epoch: Spearman's ρ between ``signal`` and ``target`` over the candidates, and its
-    percentile bootstrap 95% interval (candidates resampled with replacement)."""
-    rows = []
-    for epoch, n, rho in _boot(frame, [signal], target, n_boot, seed):
-        lo, hi = _interval(rho[signal])
-        rows.append({"epoch": epoch, "signal": signal, "candidates": n, "rho": rho[signal][0], "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
-
-
-def paired_difference(frame: pd.DataFrame, a: str = "ls_distance", b: str = "valid_loss",
-                      target: str = "final_valid_ppl", *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per epoch: ρ(a) − ρ(b) against ``target`` and its paired bootstrap 95% interval. A positive
-    difference whose interval excludes 0 means ``a`` ranks candidates by their final perplexity
-    more faithfully than ``b`` does."""
-    rows = []
-    for epoch, n, rho in _boot(frame, [a, b], target, n_boot, seed):
-        diff = rho[a] - rho[b]
-        lo, hi = _interval(diff)
-        rows.append({"epoch": epoch, "a": a, "b": b, "candidates": n, "difference": diff[0], "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
 
 
@@ -207,17 +155,15 @@ def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", colum
     """Per group of ``by``: the mean of ``value`` when ``column`` is ``a`` minus when it is ``b``
     (by default LS ranking minus loss ranking, Table 2), paired by seed (the same seed gives both
     searches the same initial pool), with its 95% Student-t interval over the pairs
-    (:func:`lshkit.sweep.summarise`), how many pairs each side won, and the verdict on "``a``
-    selects better models" (a difference below 0, :func:`interval_verdict`)."""
+    (:func:`lshkit.stats.summarise`), how many pairs each side won, and the verdict on "``a``
+    selects better models" (a difference below 0, :func:`lshkit.stats.interval_verdict`)."""
     by = list(by)
     wide = frame.pivot_table(index=by + ["seed"], columns=column, values=value).reset_index()
     if a not in wide or b not in wide:
         raise ValueError(f"frame needs searches with {column} {a!r} and {b!r}")
     wide["difference"] = wide[a] - wide[b]
     out = summarise(wide, by, value="difference").rename(columns={"n": "pairs", "mean": "difference"})
-    # One pair has no interval (summarise's half-width 0 means "not measured"): no verdict either.
-    half = out.ci95.where(out.pairs > 1)
-    out["lo"], out["hi"] = out.difference - half, out.difference + half
+    out["lo"], out["hi"] = out.difference - out.ci95, out.difference + out.ci95
     out["verdict"] = [interval_verdict(lo, hi, better="below") for lo, hi in zip(out.lo, out.hi)]
     wins = wide.groupby(by, sort=False)["difference"].agg(
         **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
@@ -246,8 +192,7 @@ def arm_table(frame: pd.DataFrame, by, *, arms, value: str = "test_ppl", fmt: st
     """The arms of a comparison side by side: one row per combination of the values of ``by``
     present in ``frame`` (in order of appearance), one column per arm of ``arms`` (column ``arm``,
     :func:`with_arms`), each cell the mean of ``value`` with its 95% Student-t interval and n
-    (:func:`lshkit.sweep.summarise`; a single search shows its value and n=1, which means "not
-    measured", not "certain"), and "missing" where the arm has no search in that row (a cell not
+    (:func:`lshkit.stats.summarise`; a single search shows its value and n=1), and "missing" where the arm has no search in that row (a cell not
     run), so that a table over several runs shows what is absent instead of failing."""
     from lshkit.report import with_interval
 
@@ -270,7 +215,7 @@ def paired_by_reading(frame: pd.DataFrame, *, baseline: str = "loss", by=("sampl
     the same ``baseline`` searches, paired by seed. One row per reading and group of ``by``, with
     the reading first (column ``reference``, in :data:`READINGS` order); a reading not run at all has
     no rows, and a group where the baseline ran but the reading did not has the verdict "not run"
-    (0 pairs), which keeps :func:`overall_verdict` from saying the claim holds in every cell.
+    (0 pairs), which keeps :func:`lshkit.stats.overall_verdict` from saying the claim holds in every cell.
     Columns as :func:`paired_replays` (``ls_better``, ``<baseline>_better``)."""
     by = list(by)
     base = frame[frame.arm == baseline]
@@ -295,7 +240,7 @@ def best_combination(frame: pd.DataFrame, best=("pca", "l2"), *, columns=("embed
                      by=("embedding_fit",), value: str = "test_ppl") -> tuple[pd.DataFrame, str]:
     """Table B2's claim that one combination of ``columns`` (PCA with L2) is the best: per other
     combination present, :func:`paired_replays` of ``best`` minus it, and the claim's state: it
-    holds when ``best`` is better than every other, judged by the intervals (:func:`overall_verdict`)."""
+    holds when ``best`` is better than every other, judged by the intervals (:func:`lshkit.stats.overall_verdict`)."""
     combination = frame[list(columns)].astype(str).agg("/".join, axis=1)
     label = "/".join(best)
     others = [c for c in dict.fromkeys(combination) if c != label]
@@ -318,30 +263,6 @@ def optimal_only_from(searches: pd.DataFrame, first: int = 3) -> tuple[pd.DataFr
     table = searches[["E", "optimal_selected"]].astype({"E": int, "optimal_selected": bool}).sort_values("E")
     table["claimed"] = table.E >= first
     return table.reset_index(drop=True), "holds" if (table.optimal_selected == table.claimed).all() else "does not hold"
-
-
-def interval_verdict(lo: float, hi: float, *, better: str = "above") -> str:
-    """A claim that a quantity is above 0 (``better="above"``) or below 0 (``"below"``), judged
-    by its 95% interval: "holds" when the interval lies wholly on the claimed side, "does not
-    hold" when wholly on the other, else "is inconclusive"."""
-    check_choice("better", better, ("above", "below"))
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "is inconclusive"
-    if better == "below":
-        lo, hi = -hi, -lo
-    return "holds" if lo > 0 else "does not hold" if hi < 0 else "is inconclusive"
-
-
-def overall_verdict(verdicts) -> str:
-    """A claim made for every cell (e.g. every optimiser and budget of Table 2) from the cells'
-    :func:`interval_verdict`: it holds when it holds in every cell, does not hold when it fails
-    in any, and is otherwise inconclusive."""
-    verdicts = list(verdicts)
-    if not verdicts:
-        raise ValueError("overall_verdict needs at least one cell's verdict")
-    if all(v == "holds" for v in verdicts):
-        return "holds"
-    return "does not hold" if "does not hold" in verdicts else "is inconclusive"
 
 
 def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full training", n_boot: int = 2000,
@@ -383,7 +304,7 @@ def time_to_target_by_reference(frame: pd.DataFrame, *, ls_method: str = "LSH (l
     ``ls_method`` once per reading, its ``reference`` named; the other methods, which read no LS,
     once, from the first reading's replays (``reference`` empty). With ``holds_above``, a column
     ``verdict`` on "the speed-up is above ``holds_above``", judged by its interval
-    (:func:`interval_verdict`)."""
+    (:func:`lshkit.stats.interval_verdict`)."""
     readings = list(pd.unique(frame.reference))
     parts = []
     for k, reference in enumerate(readings):
@@ -395,7 +316,7 @@ def time_to_target_by_reference(frame: pd.DataFrame, *, ls_method: str = "LSH (l
             shared = summary[~mine].assign(reference=None)
     out = pd.concat(parts + [shared], ignore_index=True)
     if holds_above is not None:
-        out["verdict"] = [interval_verdict(lo - holds_above, hi - holds_above)
+        out["verdict"] = [interval_verdict(lo, hi, threshold=holds_above)
                           for lo, hi in zip(out.speedup_lo, out.speedup_hi)]
     return out[["reference"] + [c for c in out.columns if c != "reference"]]
 
@@ -456,7 +377,7 @@ def by_reference(correlations: pd.DataFrame, differences: pd.DataFrame, *, conve
     (reference, epoch), the readings in the frames' order, with ρ of the LS distance with the final
     validation perplexity (``rho_ls``, ``rho_ls_lo``, ``rho_ls_hi``), ρ of the validation loss
     (``rho_loss``, ...), ρ(LS) − ρ(loss) with its paired interval (``difference``, ``lo``, ``hi``)
-    and the verdicts of :func:`interval_verdict` on "the LS distance predicts the final validation
+    and the verdicts of :func:`lshkit.stats.interval_verdict` on "the LS distance predicts the final validation
     perplexity" (``ls_predicts``: ρ above 0) and "it predicts it better than the loss"
     (``ls_beats_loss``)."""
     keys = {"convention": convention, "embedding": embedding, "distance": distance}
@@ -525,7 +446,7 @@ def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=em
     """Fig. 1's early-ordering statistic under each reading, over a :func:`trajectories` frame:
     Spearman's ρ of each pruned candidate's raw L2 to the dense LS (:data:`TRAJECTORY_DISTANCES`)
     at epoch E with its final validation perplexity, with the bootstrap 95% interval of
-    :func:`rank_correlation`; one row per (reference, epoch)."""
+    :func:`lshkit.stats.rank_correlation`; one row per (reference, epoch)."""
     epochs = list(epochs)
     pruned = paths[~paths.dense & paths.epoch.isin(epochs)]
     frames = [rank_correlation(pruned, TRAJECTORY_DISTANCES[r], target="final_valid_ppl", n_boot=n_boot, seed=seed)

@@ -39,7 +39,7 @@ from lshkit.samplers import Categorical, SearchSpace
 from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig, unread_dropped
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching
-from lshkit.sweep import summarise
+from lshkit.stats import INTERVAL_RULE, summarise
 
 __all__ = ["AtlasRunner", "atlas_config", "grid_optimum", "replay", "replay_many", "replay_sweep", "replay_time_to_target"]
 
@@ -193,11 +193,6 @@ def _row(summary: dict, repeat: int) -> dict:
            "decision_seconds": t["wall_seconds"]}
     row.update({f"selected_{k}": v for k, v in (summary["selected"] or {}).items()})
     return row
-
-
-#: How the 95% interval of a summary is computed (lshkit.sweep.summarise); stored in every
-#: summary, so a result made by another rule is never read back as this one's.
-INTERVAL_RULE = "student-t"
 
 
 def _search_fields(fields: dict) -> dict:

@@ -288,7 +288,7 @@ def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | str 
     """One plain sentence on ``table`` (from :func:`comparison`): why it cannot be compared,
     or how many numbers agree, which do not, and whether the paper's ``claim`` ``holds``
     in ours (a bool the caller computes from our numbers, or one of :data:`CLAIM_STATES` when
-    an interval decides, :func:`lshkit.evidence.interval_verdict`)."""
+    an interval decides, :func:`lshkit.stats.interval_verdict`)."""
     if "comparable" not in table.attrs:
         raise ValueError("verdict needs the frame comparison() returns")
     if (claim is None) != (holds is None):

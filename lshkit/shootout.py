@@ -28,7 +28,8 @@ import pandas as pd
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_int
-from lshkit.evidence import early_signals, paired_difference, rank_correlation, with_arms
+from lshkit.evidence import early_signals, with_arms
+from lshkit.stats import paired_difference, rank_correlation
 from lshkit.graph import gap_score, out_of_fold
 
 __all__ = ["PREDICTORS", "LS_PREDICTORS", "LABELS", "shootout_signals", "predictor_shootout", "within_groups",

@@ -6,8 +6,8 @@ the experiments behind paper Table 2 (optimiser × ranking × budget, 3 repeats)
 SearchConfig fields and repeat, each in its own folder, all sharing one Optuna storage and
 one dense-reference cache (so the reference trains once), and writes one tidy row per
 search to ``sweep.csv``. A finished search is read back from its ``summary.json``; an
-interrupted one resumes through the storage. :func:`summarise` gives the mean and the 95%
-confidence half-width per group, as Table 2 reports them.
+interrupted one resumes through the storage. :func:`lshkit.stats.summarise` gives the mean and
+the 95% confidence half-width per group, as Table 2 reports them.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from lshkit.search.config import ls_space_defaults, unread_dropped
 from lshkit.storage import default_storage_url
 
 __all__ = ["SMOKE_OVERRIDES", "smoke_sized", "exhaustive", "expand", "search_name", "run_sweep",
-           "summarise", "selected_is"]
+           "selected_is"]
 
 #: What a smoke notebook shrinks so that a dozen searches fit CI's minute on 2 cores: a pool
 #: of 4 (one removal round), 2 epochs of training in all, and a 2×32 LSTM. Smoke results
@@ -185,32 +185,6 @@ def run_sweep(base: SearchConfig, grid: dict, *, repeats: int = 1, out, storage:
         rows.append(_row(combination, r, name, summary))
         write_csv(out / "sweep.csv", pd.DataFrame(rows))
     return pd.DataFrame(rows)
-
-
-def summarise(frame: pd.DataFrame, by, value: str = "test_ppl") -> pd.DataFrame:
-    """Mean and 95% confidence half-width of ``value`` per group of ``by`` (Table 2: "the
-    average perplexity with 95% confidence interval"): ``t_{0.975, n-1} · s / sqrt(n)``, s the
-    sample standard deviation (n - 1 in the denominator). A group of one run has half-width
-    0 and std NaN: one run shows no spread, which is not a claim that there is none. Missing
-    values (a search that failed) are left out of n. Columns: ``by``, n, mean, std, ci95;
-    groups in order of first appearance."""
-    from scipy.stats import t
-
-    by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in by + [value] if c not in frame.columns]
-    if missing:
-        raise ValueError(f"column(s) {missing} are not in the frame; its columns are {list(frame.columns)}")
-    if not by:
-        raise ValueError("by must name at least one column")
-    rows = []
-    for key, group in frame.groupby(by, sort=False, dropna=False):
-        values = pd.to_numeric(group[value], errors="coerce").dropna()
-        n = len(values)
-        mean = values.mean() if n else math.nan
-        std = values.std(ddof=1) if n > 1 else math.nan
-        ci = t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else (0.0 if n == 1 else math.nan)
-        rows.append({**dict(zip(by, key)), "n": n, "mean": mean, "std": std, "ci95": ci})
-    return pd.DataFrame(rows, columns=by + ["n", "mean", "std", "ci95"])
 
 
 def selected_is(frame: pd.DataFrame, params: dict) -> pd.Series:

@@ -8,38 +8,12 @@ import pandas as pd
 import pytest
 
 from conftest import SPEC
+from lshkit.stats import interval_verdict, overall_verdict
 from lshkit.atlas import AtlasSpec, build_atlas, candidate_name, configuration_name, load_atlas
-from lshkit.evidence import (arm_table, best_combination, early_signals, interval_verdict, optimal_only_from, overall_verdict,
-                             paired_by_reading, paired_difference, paired_replays, predictive_power, rank_correlation,
-                             seed_noise, survival, time_to_target_summary, trajectories, with_arms,
+from lshkit.evidence import (arm_table, best_combination, early_signals, optimal_only_from, paired_by_reading,
+                             paired_replays, predictive_power, seed_noise, survival, time_to_target_summary, trajectories, with_arms,
                              LS_FLOOR, distinct_values, floor_exponents, nearest_half, ordering_by_reference,
                              reference_drift, reference_drift_figure, time_to_target_by_reference)
-
-
-def _frame(n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    target = rng.permutation(n).astype(float) + 100
-    return pd.DataFrame({"epoch": 1, "final_valid_ppl": target, "exact": target * 2 + 5,
-                         "reversed": -target, "noise": rng.normal(size=n)})
-
-
-def test_rank_correlation_of_known_orderings():
-    frame = _frame()
-    exact = rank_correlation(frame, "exact", n_boot=200).iloc[0]
-    assert exact.rho == pytest.approx(1.0) and exact.lo == pytest.approx(1.0) and exact.candidates == 40
-    assert rank_correlation(frame, "reversed", n_boot=200).iloc[0].rho == pytest.approx(-1.0)
-    # An unrelated signal: the interval brackets the sample ρ and is as wide as 40 candidates allow
-    # (the sampling spread of ρ near 0 is about 1/sqrt(n - 1), so the 95% interval ~0.6).
-    noise = rank_correlation(frame, "noise", n_boot=1000).iloc[0]
-    assert noise.lo < noise.rho < noise.hi and 0.4 < noise.hi - noise.lo < 0.9
-
-
-def test_paired_difference_is_paired():
-    frame = _frame()
-    d = paired_difference(frame, "exact", "reversed", n_boot=200).iloc[0]
-    assert d.difference == pytest.approx(2.0) and d.lo == pytest.approx(2.0) and d.hi == pytest.approx(2.0)
-    same = paired_difference(frame.assign(copy=frame.noise), "noise", "copy", n_boot=200).iloc[0]
-    assert same.difference == 0 and same.lo == 0 and same.hi == 0  # identical signals: no spread at all
 
 
 def test_early_signals_from_an_atlas(atlas_dir):
@@ -158,15 +132,6 @@ def test_optimal_only_from_three_epochs():
     assert state == "holds" and table.E.tolist() == [1, 2, 3, 4] and table.claimed.tolist() == [False, False, True, True]
     assert optimal_only_from(searches.assign(optimal_selected=True))[1] == "does not hold"
     assert optimal_only_from(searches, first=4)[1] == "does not hold"
-
-
-def test_interval_verdicts():
-    assert interval_verdict(0.1, 0.5) == "holds" and interval_verdict(-0.5, -0.1) == "does not hold"
-    assert interval_verdict(-0.1, 0.5) == "is inconclusive" and interval_verdict(np.nan, 1) == "is inconclusive"
-    assert interval_verdict(-0.5, -0.1, better="below") == "holds"
-    assert overall_verdict(["holds", "holds"]) == "holds"
-    assert overall_verdict(["holds", "is inconclusive"]) == "is inconclusive"
-    assert overall_verdict(["holds", "does not hold", "is inconclusive"]) == "does not hold"
 
 
 def test_predictive_power_covers_every_setting(atlas_dir):
