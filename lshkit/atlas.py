@@ -157,11 +157,11 @@ class AtlasSpec(JSONConfig):
         return base.replace(seed=self.seed if seed is None else seed, **self.train_overrides)
 
     def space(self):
-        """The atlas grid as a :class:`~lshkit.samplers.SearchSpace` (death rate categorical over
+        """The atlas grid as a :class:`~lshkit.search.space.SearchSpace` (death rate categorical over
         ``death_rates``): the space the samplers see when a search replays on this atlas once it
         is complete (:meth:`Atlas.space` while it is not). With ``variants_per_rate`` the grid is
         partial by design: at those death rates, that many :func:`covering_variants`."""
-        from lshkit.samplers import Categorical, SearchSpace
+        from lshkit.search.space import Categorical, SearchSpace
 
         dims = {name: dim for name, dim in SearchSpace.authors().items() if name != "death_rate"}
         if self.variants is not None:
@@ -681,9 +681,9 @@ class Atlas:
     def space(self):
         """The space a search replayed on this atlas sees: the spec's grid
         (:meth:`AtlasSpec.space`), restricted, while the atlas is being built, to the
-        configurations recorded with the main seed (a partial :class:`~lshkit.samplers.SearchSpace`:
+        configurations recorded with the main seed (a partial :class:`~lshkit.search.space.SearchSpace`:
         the samplers redraw any other)."""
-        from lshkit.samplers import SearchSpace
+        from lshkit.search.space import SearchSpace
 
         space = self.spec.space()
         recorded = [p for p in space.grid_points() if candidate_name(p, self.spec.seed) in self.records]

@@ -36,7 +36,7 @@ from lshkit.dst import SparseConfig
 from lshkit.embedding import check_references
 from lshkit.env import auto_progress, resolve_device
 from lshkit.io import read_json, versions, write_csv, write_json
-from lshkit.samplers import Observation, make_sampler
+from lshkit.search.samplers import Observation, make_sampler
 from lshkit.search import SearchConfig, run_search
 from lshkit.search.runner import Runner, TrainingRunner, reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized

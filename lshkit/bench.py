@@ -84,7 +84,7 @@ class Bench:
 
     name: str
     spec: AtlasSpec
-    space: object                       # lshkit.samplers.SearchSpace, partial while the atlas is built
+    space: object                       # lshkit.search.space.SearchSpace, partial while the atlas is built
     params: dict                        # configuration name -> its parameters (None: dense)
     curves: dict = field(repr=False)    # (configuration name, seed) -> {column: array over epochs}
     reasons: dict = field(repr=False)   # (configuration name, seed) -> why its training stopped early
@@ -453,7 +453,7 @@ def verify_manifest(folder) -> dict:
 
 def load_export(folder) -> Bench:
     """The :class:`Bench` of an export (:func:`export`), after :func:`verify_manifest`."""
-    from lshkit.samplers import SearchSpace
+    from lshkit.search.space import SearchSpace
 
     folder = Path(folder)
     verify_manifest(folder)

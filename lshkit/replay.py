@@ -35,7 +35,7 @@ from lshkit.atlas import Atlas, candidate_name, load_atlas
 from lshkit.checks import check_int
 from lshkit.env import spawn_pool
 from lshkit.io import Journal, check_writable, read_json, write_csv, write_json
-from lshkit.samplers import Categorical, SearchSpace
+from lshkit.search.space import Categorical, SearchSpace
 from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig, unread_dropped
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching

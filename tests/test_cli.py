@@ -40,7 +40,7 @@ def test_search_options_mirror_the_notebook_parameters():
 
 def test_choices_are_the_modules():
     from lshkit import __main__ as cli, search
-    from lshkit.samplers import SAMPLERS
+    from lshkit.search.samplers import SAMPLERS
 
     assert cli.SAMPLERS == SAMPLERS
     for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "REFERENCES", "EMBEDDING_FITS", "DISTANCES",

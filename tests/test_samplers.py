@@ -10,16 +10,9 @@ import optuna
 import pytest
 import torch
 
-from lshkit.samplers import (
-    SAMPLERS,
-    Categorical,
-    Float,
-    Int,
-    Observation,
-    SearchSpace,
-    hyperband_brackets,
-    make_sampler,
-)
+from lshkit.search.samplers import SAMPLERS, Observation, make_sampler
+from lshkit.search.schedule import hyperband_brackets
+from lshkit.search.space import Categorical, Float, Int, SearchSpace
 
 DEATHS = ("magnitude", "SET", "threshold", "global_magnitude")
 
@@ -246,7 +239,7 @@ def test_atpe_shared_models_propose_what_hyperopt_would(monkeypatch):
     pytest.importorskip("lightgbm", reason="hyperopt's ATPE needs lightgbm")
     from hyperopt.atpe import ATPEOptimizer
 
-    from lshkit import samplers
+    from lshkit.search.samplers import atpe
 
     space = SearchSpace({"death": Categorical(DEATHS), "death_rate": Float(0.4, 0.9)})
     history = _concentrated_history()
@@ -257,7 +250,7 @@ def test_atpe_shared_models_propose_what_hyperopt_would(monkeypatch):
         return sampler.propose(4, history), sampler.propose(4, later)
 
     shared = proposals()
-    monkeypatch.setattr(samplers, "_atpe_optimizer", lambda: ATPEOptimizer)
+    monkeypatch.setattr(atpe, "_atpe_optimizer", lambda: ATPEOptimizer)
     assert proposals() == shared
 
 def test_hyperband_brackets_li_et_al_table():

@@ -18,7 +18,8 @@ import torch
 
 from lshkit import search as S
 from lshkit.baselines import full_training_search
-from lshkit.samplers import Categorical, Observation, SearchSpace, make_sampler
+from lshkit.search.samplers import Observation, make_sampler
+from lshkit.search.space import Categorical, SearchSpace
 from lshkit.storage import JobQueue, check_workers, open_storage, storage_kind
 from lshkit.train import TrainConfig
 

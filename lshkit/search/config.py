@@ -12,7 +12,8 @@ from lshkit.checks import check_choice, check_int
 from lshkit.dst import SparseConfig
 from lshkit.io import JSONConfig
 from lshkit.paper import BUDGET_POOL, SPARSITY, TABLE1_MODELS
-from lshkit.samplers import SAMPLERS, SearchSpace
+from lshkit.search.samplers import SAMPLERS
+from lshkit.search.space import SearchSpace
 from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
 
@@ -44,7 +45,7 @@ class SearchConfig(JSONConfig):
     model: str = "lstm"                # stacked LSTM, RHN or AWD-LSTM-MoS (Table A1)
     scale: str = "auto"                # TrainConfig preset; "auto": paper on CUDA, else cpu
     budget: str = "low"                # initial pool: smoke 8, low 24, moderate 30, high 40 (Table 2)
-    sampler: str = "tpe"               # candidate generator (lshkit.samplers)
+    sampler: str = "tpe"               # candidate generator (lshkit.search.samplers)
     ranking: str = "ls"                # "ls": distance to the dense LS (LSH); "loss": the baseline;
                                        # "gap": the masks' spectral gap (lshkit.graph, arXiv 2403.11100)
     embedding: str = "pca"             # LS space (Appendix B; lshkit.embedding.ls_space)

@@ -45,7 +45,7 @@ import numpy as np
 from lshkit import embedding as emb
 from lshkit.env import auto_progress
 from lshkit.graph import gap_score
-from lshkit.samplers import Observation, make_sampler
+from lshkit.search.samplers import Observation, make_sampler
 from lshkit.search import records
 from lshkit.search.config import SearchConfig
 from lshkit.search.runner import Runner, TrainingRunner

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from lshkit.samplers import hyperband_brackets
+import numpy as np
 
-__all__ = ["keep_count", "pool_schedule", "hyperband_resources", "scaled_brackets"]
+__all__ = ["hyperband_brackets", "keep_count", "pool_schedule", "hyperband_resources", "scaled_brackets"]
 
 
 def keep_count(p: int, final_survivors: int = 2) -> int:
@@ -52,3 +52,32 @@ def scaled_brackets(n: int, epochs_per_round: int, eta: int, final_epochs: int) 
         sizes[i] += 1
     return [[(max(1, size // eta ** i), r) for i, (_, r) in enumerate(bracket)]
             for size, bracket in zip(sizes, brackets) if size]
+
+
+def hyperband_brackets(
+    max_resource: int, eta: int = 3, min_resource: int = 1
+) -> list[list[tuple[int, int]]]:
+    """Hyperband's bracket schedule (Li et al. 2018, Algorithm 1 and Table 1).
+
+    Resources are in units of ``min_resource`` with ``R = max_resource / min_resource``;
+    ``s_max = floor(log_eta R)`` and ``B = (s_max + 1) R``. Bracket ``s = s_max, ..., 0`` starts
+    ``n = ceil(B/R * eta^s / (s+1))`` candidates at resource ``r = R eta^-s`` and runs successive
+    halving: rung ``i = 0..s`` keeps ``floor(n eta^-i)`` candidates at resource ``r eta^i``.
+    Returns one list of ``(n_candidates, resource)`` rungs per bracket, most exploratory first;
+    resources are ``floor(max_resource / eta^(s-i))`` (epochs are integers; exact when
+    ``max_resource / min_resource`` is a power of ``eta``).
+    """
+    for label, value, least in (("max_resource", max_resource, 1), ("eta", eta, 2),
+                                ("min_resource", min_resource, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{label} must be an int >= {least}, got {value!r}")
+    if min_resource > max_resource:
+        raise ValueError(f"min_resource={min_resource} exceeds max_resource={max_resource}")
+    s_max = 0
+    while min_resource * eta ** (s_max + 1) <= max_resource:
+        s_max += 1
+    brackets = []
+    for s in range(s_max, -1, -1):
+        n = -(-(s_max + 1) * eta**s // (s + 1))
+        brackets.append([(n // eta**i, max_resource // eta ** (s - i)) for i in range(s + 1)])
+    return brackets
