@@ -21,7 +21,7 @@ from unittest import mock
 
 import lshkit.embedding as emb
 from lshkit.atlas import ATLAS_ROOT, load_atlas
-from lshkit.replay import replay
+from lshkit.atlas.replay import replay
 
 
 def _default_threads():

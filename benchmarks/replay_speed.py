@@ -19,7 +19,7 @@ import argparse
 import time
 
 from lshkit.atlas import ATLAS_ROOT, atlas_status, load_atlas
-from lshkit.replay import replay_many
+from lshkit.atlas.replay import replay_many
 
 PAIRS = [("grid", "ls"), ("grid", "loss"), ("random", "ls"), ("random", "loss"), ("tpe", "ls"),
          ("tpe", "loss"), ("atpe", "ls"), ("atpe", "loss"), ("bohb", "ls"), ("hyperband", "ls")]

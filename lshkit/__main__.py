@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = parser.commands["replay"] = sub.add_parser(
         "replay", help="replay a search on the atlas, as many times as statistics need",
         description="The same search as `search`, with every candidate's training read from the "
-                    "tabulated atlas (lshkit.replay) and a simulated clock; one set of tidy files "
+                    "tabulated atlas (lshkit.atlas.replay) and a simulated clock; one set of tidy files "
                     "per repeat and replays.csv across them.")
     g = p.add_argument_group("what to replay")
     g.add_argument("--atlas", default="results/atlas/atlas", help="atlas folder. Default: %(default)s")
@@ -373,7 +373,7 @@ def _cause(err: BaseException) -> str:
 
 def _run(args, command, config, device, out) -> int:
     from lshkit import search as S
-    from lshkit.baselines import full_training_search
+    from lshkit.search.full_training import full_training_search
     from lshkit.train import perplexity
 
     if args.command == "reference":
@@ -460,7 +460,7 @@ def _atlas(args, command) -> int:
     args.resumes_from = root
     try:
         # --rebuild: the candidates of the atlas at --root, whatever --scale says.
-        spec = atlas._stored_spec(Path(root)) if args.rebuild else atlas.AtlasSpec.preset(args.scale)
+        spec = atlas.stored_spec(Path(root)) if args.rebuild else atlas.AtlasSpec.preset(args.scale)
         if args.workers < 1 or (args.limit is not None and args.limit < 1) or args.epochs < 1:
             raise ValueError(f"--workers={args.workers}, --limit={args.limit} and --epochs={args.epochs} "
                              "must be positive")
@@ -469,9 +469,9 @@ def _atlas(args, command) -> int:
         else:  # what would fail at the first write, before any training
             from lshkit.io import check_writable
 
-            atlas._check_spec_file(Path(root), spec, write=False)
+            atlas.check_spec_file(Path(root), spec, write=False)
             if args.rebuild:
-                atlas._forget(Path(root), spec, args.rebuild, remove=False)
+                atlas.forget(Path(root), spec, args.rebuild, remove=False)
             if args.storage is not None:
                 from lshkit.storage import check_workers, open_storage
 
@@ -500,7 +500,7 @@ def _atlas(args, command) -> int:
 
 def _replay(args, command) -> int:
     from lshkit.atlas import load_atlas
-    from lshkit.replay import replay_many
+    from lshkit.atlas.replay import replay_many
 
     from lshkit.io import DISK_FULL
 

@@ -10,7 +10,7 @@
 - :func:`robustness` is Fig. 3 left: over pruning ratios, LSH (TPE, LS ranking) against TPE
   with loss ranking, the Selfish-RNN default and the dense model.
 - :func:`time_to_target` is Fig. 3 right: the compute time LSH and the loss-based
-  full-training search (:func:`full_training_search`) need to reach a target
+  full-training search (:func:`lshkit.search.full_training.full_training_search`) need to reach a target
   validation perplexity, as curves over every target (:func:`lsh_time_curve`,
   :func:`full_training_time_curve`, :func:`time_to_reach`).
 
@@ -30,22 +30,22 @@ from pathlib import Path
 import pandas as pd
 
 from lshkit import paper
-from lshkit.checks import check_int, check_number, check_positive_int, check_ratios
+from lshkit.checks import check_number, check_positive_int, check_ratios
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.embedding import check_references
-from lshkit.env import auto_progress, resolve_device
-from lshkit.io import read_json, versions, write_csv, write_json
-from lshkit.search.samplers import Observation, make_sampler
+from lshkit.env import resolve_device
+from lshkit.io import read_json, write_csv, write_json
 from lshkit.search import SearchConfig, run_search
-from lshkit.search.runner import Runner, TrainingRunner, reference_key, train_reference
+from lshkit.search.full_training import full_training_search
+from lshkit.search.runner import reference_key, train_reference
 from lshkit.sweep import SMOKE_OVERRIDES, expand, run_sweep, smoke_sized
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["METHODS", "ROBUSTNESS_SPARSITIES", "ROBUSTNESS_POOL", "SMOKE_SPARSITIES", "SMOKE_FIELDS",
            "TARGET_FACTOR", "SPEEDUP_HOLDS", "sized", "selfish_rnn_config", "train_fixed",
            "compare_methods", "atlas_methods", "atlas_robustness", "robustness_config", "robustness", "fig3_target", "lsh_time_curve",
-           "full_training_time_curve", "time_to_reach", "time_to_target", "full_training_search",
+           "full_training_time_curve", "time_to_reach", "time_to_target",
            "SELFISH_RNN_MOS", "SELFISH_RNN", "mos_search_config",
            "table1_claim", "robustness_claim", "speedup_holds", "atlas_robustness_by_reference", "robustness_labels",
            "atlas_methods_by_reference", "compare_methods_by_reference",
@@ -234,12 +234,12 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
     """Table 1 on an atlas (:mod:`lshkit.atlas`), for its one model: the dense model and the
     Selfish-RNN default read from its records (the default at the atlas's death rate nearest
     Selfish-RNN's), and the LSH pick (TPE generation, LS ranking against the dense LS read by
-    ``reference``, ``budget``) replayed ``repeats`` times (:func:`lshkit.replay.replay_sweep` into
+    ``reference``, ``budget``) replayed ``repeats`` times (:func:`lshkit.atlas.replay.replay_sweep` into
     ``out``; ``committed`` as there).
     The columns of :func:`compare_methods`, plus n, ci95 (the LSH row's mean over the replays
     and its 95% Student-t half-width; 1 and NaN for the single trainings) and configuration (for
     LSH, the pick the replays made most often)."""
-    from lshkit.replay import replay_sweep
+    from lshkit.atlas.replay import replay_sweep
     from lshkit.stats import summarise
 
     spec = atlas.spec
@@ -417,10 +417,10 @@ def atlas_robustness(atlas, out, *, repeats: int = 100, first_seed: int = 0, ref
     """Fig. 3 left where an atlas applies: at its one pruning ratio, the search of
     :func:`robustness_config` (TPE, E = 3, a pool of :data:`ROBUSTNESS_POOL`) ranked by LS (against
     the dense LS read by ``reference``) and by loss, replayed ``repeats`` times
-    (:func:`lshkit.replay.replay_sweep` into ``out``;
+    (:func:`lshkit.atlas.replay.replay_sweep` into ``out``;
     ``committed`` and ``workers`` as there), beside the Selfish-RNN default and the dense model
     as the atlas recorded them. The columns of :func:`robustness`; a repeat is a replay's seed."""
-    from lshkit.replay import replay_sweep
+    from lshkit.atlas.replay import replay_sweep
 
     check_positive_int("repeats", repeats)
     replays = replay_sweep(atlas, out, {"ranking": ["ls", "loss"], "reference": [reference]}, repeats=repeats,
@@ -629,12 +629,12 @@ def time_to_target(config: SearchConfig, out, *, target_ppl: float, max_candidat
 def atlas_time_to_target(atlas, target_ppl: float, out, *, references=("same_epoch", "final"), repeats: int = 100,
                          first_seed: int = 0, budget: str = "low", committed=None) -> pd.DataFrame:
     """Fig. 3 right on an atlas under each reading of the LS reference in ``references``:
-    :func:`lshkit.replay.replay_time_to_target` once per reading, into ``<out>-reference=<reading>``
+    :func:`lshkit.atlas.replay.replay_time_to_target` once per reading, into ``<out>-reference=<reading>``
     (read from ``<committed>-reference=<reading>`` where finished there), in one frame whose
     ``reference`` column names the reading LSH's LS ranking read. The loss-ranked LSH and the
     full-training search read no LS: they are replayed under every reading, and a disagreement
     between two readings' copies is an error."""
-    from lshkit.replay import replay_time_to_target
+    from lshkit.atlas.replay import replay_time_to_target
 
     frames = []
     for reference in check_references(references):
@@ -670,60 +670,3 @@ def speedup_holds(result: dict) -> bool:
     """Fig. 3 right's claim ("about 10x", 150 h vs 15 h) in ours: a speed-up of at least
     :data:`SPEEDUP_HOLDS` (5); False when LSH never reached the target."""
     return result["speedup"] is not None and result["speedup"] >= SPEEDUP_HOLDS
-
-
-def full_training_search(config: SearchConfig, out, *, target_ppl: float | None = None,
-                         max_candidates: int | None = None, storage: str | None = None,
-                         device="auto", checkpoints=None, progress: bool | None = None,
-                         runner: Runner | None = None) -> dict:
-    """The loss-based full-training search of Fig. 3 (right): candidates proposed by
-    ``config.sampler`` (the first by ``initial``, then ``propose`` with every finished
-    candidate's best validation loss as its score) are trained one after another to
-    ``final_epochs``, until one reaches validation perplexity ``target_ppl`` (default
-    ``config.target_ppl``); that candidate stops at the epoch it does. At most
-    ``max_candidates`` (default: the pool size). Records ``full_training.csv`` (one row per
-    candidate-epoch with the cumulative compute seconds) and ``full_training.json`` into
-    ``out`` (when given). ``runner`` carries out the "full" units (default: a
-    :class:`~lshkit.search.runner.TrainingRunner`, resumable like the search through its own
-    jobs study in ``storage``; :class:`lshkit.replay.AtlasRunner` reads them from an atlas)."""
-    target = config.target_ppl if target_ppl is None else target_ppl
-    if target is None or not target > 1:
-        raise ValueError(f"target_ppl must be a perplexity > 1; got {target!r}")
-    if runner is None:
-        runner = TrainingRunner(dataclasses.replace(config, target_ppl=target), out, storage=storage,
-                                device=device, checkpoints=checkpoints, prefix="full",
-                                progress=auto_progress() if progress is None else progress)
-        runner.open()
-    cfg = runner.config
-    sampler = make_sampler(cfg.sampler, cfg.search_space(), cfg.seed)
-    limit = cfg.pool if max_candidates is None else max_candidates
-    check_int("max_candidates", limit, low=1)
-
-    history, rows, cumulative, reached = [], [], 0.0, None
-    for i in range(limit):
-        params = sampler.initial(1) if i == 0 else sampler.propose(1, history)
-        if not params:
-            break
-        spec = {"kind": "full", "candidate": i, "params": params[0], "target_ppl": float(target)}
-        result = runner.run({f"full-c{i}": spec}, f"full training c{i}")[f"full-c{i}"]
-        best = math.inf
-        for rec in result["records"]:
-            cumulative += rec.get("train_seconds", 0.0) + rec.get("eval_seconds", 0.0)
-            best = min(best, rec.get("valid_loss", math.inf))
-            rows.append({"candidate": i, **params[0], "epoch": rec["epoch"], "valid_ppl": rec.get("valid_ppl"),
-                         "train_seconds": rec.get("train_seconds"), "eval_seconds": rec.get("eval_seconds"),
-                         "cumulative_seconds": cumulative, "status": "failed" if rec.get("failed") else "ok"})
-            if reached is None and rec.get("valid_ppl", math.inf) <= target:
-                reached = {"candidate": i, "params": params[0], "epoch": rec["epoch"],
-                           "valid_ppl": rec["valid_ppl"], "time_to_target_seconds": cumulative}
-        history.append(Observation(params[0], best if math.isfinite(best) else math.inf, True,
-                                   len(result["records"])))
-        if reached is not None:
-            break
-    summary = {"target_ppl": target, "reached": reached is not None, "result": reached,
-               "candidates_trained": len(history), "total_seconds": cumulative,
-               "config": cfg.to_dict(), "versions": versions()}
-    if out is not None:
-        write_csv(Path(out) / "full_training.csv", pd.DataFrame(rows))
-        write_json(Path(out) / "full_training.json", summary)
-    return dict(summary, rows=pd.DataFrame(rows))

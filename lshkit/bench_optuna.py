@@ -4,12 +4,12 @@
 configuration "trained" by reading its record epoch by epoch, ``trial.report(valid_loss, epoch)``
 after every epoch, stopped where the pruner says, on a simulated clock of recorded CPU seconds
 (the clock of Syne Tune's simulator backend on its tabulated blackboxes, and of a replayed LSH
-search, :mod:`lshkit.replay`). The study ends when the next epoch would exceed the budget in
+search, :mod:`lshkit.atlas.replay`). The study ends when the next epoch would exceed the budget in
 simulated seconds, or after a number of trials; the pick is the completed trial with the lowest
 final validation value, and its test perplexity is read from the atlas.
 
 :func:`compare` replays LSH (TPE proposals, LS ranking, paper §3.2) and its loss-ranked baseline
-(Table 2's) with :func:`lshkit.replay.replay_many`, and runs Optuna's stock pruners (median,
+(Table 2's) with :func:`lshkit.atlas.replay.replay_many`, and runs Optuna's stock pruners (median,
 Hyperband, successive halving, and none: trials trained fully) with the same sampler on the
 same atlas, each study given the simulated seconds the LSH replay of the same seed spent.
 
@@ -278,7 +278,7 @@ def compare(atlas, out=None, *, repeats: int = 100, first_seed: int = 0, sampler
             reference: str = "same_epoch", committed=None, workers: int = 1, progress: bool = False) -> dict:
     """LSH and Optuna's stock pruners on one atlas, ``repeats`` seeds each (module docstring).
 
-    LSH: :func:`lshkit.replay.replay_many` with ``sampler``, ``budget`` and ``reference``, ranked by
+    LSH: :func:`lshkit.atlas.replay.replay_many` with ``sampler``, ``budget`` and ``reference``, ranked by
     LS and by loss. Optuna: :func:`run_study` with ``sampler`` and each of ``pruners``, seed k
     given ``budget_seconds`` simulated seconds ("lsh": what LSH's LS-ranked replay of seed k
     spent). Returns ``runs`` (one row per method and seed: the pick, its valid and test
@@ -288,7 +288,7 @@ def compare(atlas, out=None, *, repeats: int = 100, first_seed: int = 0, sampler
     read back when finished with the same atlas and fields; a killed run resumes with the
     studies it had finished. ``committed``: a folder laid out like ``out`` whose finished
     results are read (never written) first, as the notebooks read committed replays in CI."""
-    from lshkit.replay import replay_many
+    from lshkit.atlas.replay import replay_many
 
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
@@ -309,7 +309,7 @@ def compare(atlas, out=None, *, repeats: int = 100, first_seed: int = 0, sampler
         if folder is not None and _finished(Path(folder), key):
             return _read(Path(folder))
     lsh_fields = dict(sampler=sampler, budget=budget, reference=reference)
-    from lshkit.replay import atlas_config
+    from lshkit.atlas.replay import atlas_config
     atlas_config(atlas, **lsh_fields, ranking="ls", seed=first_seed)  # a bad field fails before any work
     start = time.perf_counter()
     frames = []

@@ -267,7 +267,7 @@ def optimal_only_from(searches: pd.DataFrame, first: int = 3) -> tuple[pd.DataFr
 
 def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full training", n_boot: int = 2000,
                            seed: int = 0) -> pd.DataFrame:
-    """Fig. 3 right over repeats (a frame of :func:`lshkit.replay.replay_time_to_target`): per
+    """Fig. 3 right over repeats (a frame of :func:`lshkit.atlas.replay.replay_time_to_target`): per
     method, the share of repeats that reached the target, the median seconds to it with the
     2.5 and 97.5 percentiles over repeats (a repeat that never got there counts as infinitely
     long), and the speed-up ``median(baseline) / median(method)`` with a bootstrap 95% interval

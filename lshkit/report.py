@@ -29,7 +29,7 @@ BUDGETS = ("smoke", "low", "moderate", "high")
 #: otherwise). "atlas" trains the atlas's small models (minutes on a CPU).
 NOTEBOOK_SCALES = ("auto", "atlas", "cpu", "paper")
 #: Where a searching notebook's candidates come from: replayed on the committed atlas
-#: (``lshkit.replay``; its scale is the atlas's) or trained for real at ``scale``.
+#: (``lshkit.atlas.replay``; its scale is the atlas's) or trained for real at ``scale``.
 SOURCES = ("atlas", "train")
 #: What a claim does in our numbers when a 95% interval decides it.
 CLAIM_STATES = ("holds", "does not hold", "is inconclusive")

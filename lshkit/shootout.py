@@ -136,7 +136,7 @@ def within_groups(frame: pd.DataFrame, by: str, epoch: int, predictors=None, *, 
 
 def rules_versus(replays: pd.DataFrame, a: str = "gap", *, by=("sampler",), value: str = "test_ppl") -> pd.DataFrame:
     """The removal rule ``a`` against every other rule of replayed searches (a frame of
-    :func:`lshkit.replay.replay_sweep` with a ``ranking`` axis and, for LS ranking, a ``reference``
+    :func:`lshkit.atlas.replay.replay_sweep` with a ``ranking`` axis and, for LS ranking, a ``reference``
     one): the rules are the arms of :func:`lshkit.evidence.with_arms` ("gap", "loss", "LS (same
     epoch)", "LS (final)"), and each comparison is :func:`lshkit.evidence.paired_replays` of ``a``
     minus the other, paired by seed (the same seed gives every rule the same initial pool), per

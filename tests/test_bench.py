@@ -302,9 +302,9 @@ def test_compare_writes_resumes_and_reads_back(atlas_dir, tmp_path, monkeypatch)
 
 
 def test_the_committed_comparison_is_read_back_and_consistent(atlas, monkeypatch, tmp_path):
-    import lshkit.replay
+    import lshkit.atlas.replay
 
-    monkeypatch.setattr(lshkit.replay, "replay_many", lambda *a, **k: pytest.fail("committed results are read"))
+    monkeypatch.setattr(lshkit.atlas.replay, "replay_many", lambda *a, **k: pytest.fail("committed results are read"))
     result = BO.compare(atlas, tmp_path / "out", repeats=100, committed=COMMITTED)
     runs = result["runs"]
     assert len(runs) == 600 and runs.groupby("method").seed.nunique().eq(100).all()

@@ -384,7 +384,7 @@ def test_a_damaged_atlas_is_named_by_status_and_replay_and_rebuilt_alone(tmp_pat
 
 
 def test_replays_read_back_damaged_are_named(tmp_path, atlas_dir):
-    from lshkit.replay import replay_many
+    from lshkit.atlas.replay import replay_many
 
     out = tmp_path / "r"
     replay_many(atlas_dir, out, repeats=2, budget="smoke")
@@ -400,7 +400,7 @@ def test_replays_read_back_damaged_are_named(tmp_path, atlas_dir):
 def test_replay_refuses_a_folder_of_another_search_unless_replace(tmp_path, atlas_dir, capsys):
     from lshkit.__main__ import main
     from lshkit.io import Journal
-    from lshkit.replay import replay_many
+    from lshkit.atlas.replay import replay_many
 
     out = tmp_path / "r"
     replay_many(atlas_dir, out, repeats=4, budget="smoke")  # TPE + LS

@@ -12,8 +12,8 @@ import pytest
 from conftest import SPEC
 from lshkit.atlas import (AtlasSpec, atlas_status, build_atlas, candidate_name, graph_candidate, load_atlas,
                           record_graphs)
-from lshkit.baselines import full_training_search
-from lshkit.replay import (AtlasRunner, atlas_config, grid_optimum, replay, replay_many, replay_sweep,
+from lshkit.search.full_training import full_training_search
+from lshkit.atlas.replay import (AtlasRunner, atlas_config, grid_optimum, replay, replay_many, replay_sweep,
                            replay_time_to_target)
 from lshkit.search import LSHSearch, run_search
 
@@ -264,7 +264,7 @@ def _killed_after(count, work):
 
 
 def test_a_killed_replay_resumes_with_the_repeats_it_finished(atlas_dir, tmp_path, monkeypatch):
-    import lshkit.replay as replay_module
+    import lshkit.atlas.replay as replay_module
 
     fields = dict(sampler="tpe", ranking="ls", epochs_per_round=1, pool=6)
     whole = replay_many(atlas_dir, tmp_path / "whole", repeats=4, **fields)
@@ -392,18 +392,18 @@ def test_full_training_on_the_atlas_stops_at_the_target(atlas_dir):
 
 
 def test_a_killed_time_to_target_replay_resumes_with_the_repeats_it_finished(atlas_dir, tmp_path, monkeypatch):
-    import lshkit.baselines
+    import lshkit.atlas.replay
 
     atlas = load_atlas(atlas_dir)
     target = float(atlas.candidates().valid_ppl.median())
     args = dict(repeats=3, budget="smoke", max_candidates=4)
     whole = replay_time_to_target(atlas, target, out=tmp_path / "whole", **args)
-    original = lshkit.baselines.full_training_search  # the last step of each repeat
-    monkeypatch.setattr(lshkit.baselines, "full_training_search", _killed_after(1, original))
+    original = lshkit.atlas.replay.full_training_search  # the last step of each repeat
+    monkeypatch.setattr(lshkit.atlas.replay, "full_training_search", _killed_after(1, original))
     with pytest.raises(_Killed):
         replay_time_to_target(atlas, target, out=tmp_path / "killed", **args)
     rest = _killed_after(100, original)
-    monkeypatch.setattr(lshkit.baselines, "full_training_search", rest)
+    monkeypatch.setattr(lshkit.atlas.replay, "full_training_search", rest)
     resumed = replay_time_to_target(atlas, target, out=tmp_path / "killed", **args)
     assert [call[0].seed for call in rest.calls] == [1, 2]
     pd.testing.assert_frame_equal(resumed, whole)

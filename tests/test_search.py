@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lshkit import search as S
-from lshkit.baselines import full_training_search
+from lshkit.search.full_training import full_training_search
 from lshkit.search.samplers import Observation, make_sampler
 from lshkit.search.space import Categorical, SearchSpace
 from lshkit.storage import JobQueue, check_workers, open_storage, storage_kind

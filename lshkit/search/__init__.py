@@ -9,7 +9,7 @@ One concept per module:
 - :mod:`~lshkit.search.records`: the tidy tables, LS vectors and summary it writes;
 - :mod:`~lshkit.search.parallel`: :func:`run_search`, one search over local processes.
 
-Replaying a search on a tabulated atlas instead of training is :mod:`lshkit.replay`.
+Replaying a search on a tabulated atlas instead of training is :mod:`lshkit.atlas.replay`.
 """
 from lshkit.search.config import (BUDGETS, DISTANCES, EMBEDDING_FITS, EMBEDDINGS, LS_CONVENTIONS, MODELS,
                                   RANKINGS, REFERENCES, SCALES, SearchConfig)

@@ -31,7 +31,7 @@ winners are ranked together once more for the final training.
 A candidate whose loss or LS is not finite is recorded as failed, counts among the removed, and
 the search goes on. Every decision is a function of the units' results, the seed and the sampler,
 so the same loop runs on a :class:`~lshkit.search.runner.TrainingRunner` (real training, resumable,
-shared by processes) or on an atlas (:mod:`lshkit.replay`).
+shared by processes) or on an atlas (:mod:`lshkit.atlas.replay`).
 """
 from __future__ import annotations
 

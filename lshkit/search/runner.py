@@ -18,7 +18,7 @@ with ``gap``: ``gap_min``, ``gap_mean``, ``gap_seconds``), and for final units a
 
 :class:`TrainingRunner` trains for real, every unit a trial of a jobs study in an Optuna storage
 (:mod:`lshkit.storage`), so processes and machines cooperate and a killed search resumes;
-:class:`lshkit.replay.AtlasRunner` reads the units from a tabulated atlas instead.
+:class:`lshkit.atlas.replay.AtlasRunner` reads the units from a tabulated atlas instead.
 """
 from __future__ import annotations
 

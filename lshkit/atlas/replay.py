@@ -31,12 +31,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lshkit.atlas import Atlas, candidate_name, load_atlas
+from lshkit.atlas.spec import candidate_name
+from lshkit.atlas.table import Atlas, load_atlas
 from lshkit.checks import check_int
 from lshkit.env import spawn_pool
 from lshkit.io import Journal, check_writable, read_json, write_csv, write_json
 from lshkit.search.space import Categorical, SearchSpace
 from lshkit.search.config import LS_SPACE_FIELDS, SearchConfig, unread_dropped
+from lshkit.search.full_training import full_training_search
 from lshkit.search.loop import LSHSearch
 from lshkit.search.runner import Runner, first_reaching
 from lshkit.stats import INTERVAL_RULE, summarise
@@ -401,7 +403,7 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     """Fig. 3 right on the simulated clock: for each repeat (seed), the recorded CPU seconds
     each method needs to reach validation perplexity ``target_ppl``: LSH (``sampler`` with LS
     ranking), the same search ranked by validation loss, and the loss-based full-training
-    search (:func:`lshkit.baselines.full_training_search`: ``sampler``'s proposals trained fully
+    search (:func:`lshkit.search.full_training.full_training_search`: ``sampler``'s proposals trained fully
     one after another, at most ``max_candidates``, default every grid point of the atlas). LSH
     reads the dense LS by ``reference`` (:mod:`lshkit.embedding`).
     One row per (repeat, method): ``seconds`` (NaN when the method never got there),
@@ -409,7 +411,6 @@ def replay_time_to_target(atlas: Atlas | str | Path, target_ppl: float, *, repea
     written there as ``replays.csv`` and ``summary.json`` and read back when finished (from
     ``committed`` first, as :func:`replay_sweep` does); a killed run resumes with the repeats it
     had finished."""
-    from lshkit.baselines import full_training_search
 
     check_int("repeats", repeats, low=1)
     check_int("first_seed", first_seed, low=0)
