@@ -11,9 +11,6 @@
   :func:`paper_table3` is the published table in the same layout and
   :func:`sample_effect_claim` checks its claim (K changes the LS by at most 0.08, an
   order of magnitude less than the gap between the pruned models).
-- :func:`ls_tokens` and :class:`LSCallback`: the LS inputs from the validation split and
-  the per-epoch LS as a :class:`~lshkit.train.Trainer` callback, for any training loop;
-  :class:`GraphCallback` does the same for the masks' spectral gap and graph properties.
 
 Every function returns tidy pandas frames; notebooks only save and plot them.
 """
@@ -21,29 +18,22 @@ from __future__ import annotations
 
 import math
 import re
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lshkit import paper
 from lshkit.checks import check_choice, check_number, check_positive_int
-from lshkit.data import batchify
 from lshkit.dst import SparseConfig
 from lshkit.embedding import LSEmbedding
-from lshkit.graph import gap_summary, mask_graph_features
-from lshkit.ls import CONVENTIONS, model_spectrum
+from lshkit.callbacks import LSCallback, check_spectrum, ls_tokens, timed_spectrum
 from lshkit.train import Trainer, TrainConfig
 
-__all__ = ["ls_tokens", "LSCallback", "GraphCallback", "train_variants", "track_training", "early_ordering",
+__all__ = ["train_variants", "track_training", "early_ordering",
            "ls_sample_effect", "sample_effect_table", "paper_table3", "sample_effect_claim",
-           "SPECTRUM_OPTIONS", "STATS", "DISTANCE_COLUMNS", "ORDER_OF_MAGNITUDE"]
+           "STATS", "DISTANCE_COLUMNS", "ORDER_OF_MAGNITUDE"]
 
-#: Options of :func:`lshkit.ls.model_spectrum` that may be passed through.
-SPECTRUM_OPTIONS = ("warmup", "k", "dtype", "stable_warmup")
 #: LS statistics of Table 3 (the paper prints max, min and variance; its text adds the mean).
 STATS = ("max", "min", "mean", "variance")
 #: Distance columns of :func:`track_training`: the raw L2 to the dense LS under each reading of the
@@ -53,69 +43,6 @@ DISTANCE_COLUMNS = ("distance_same_epoch", "distance_final", "distance_pca")
 #: "An order of magnitude less" (Table 3 text): a ratio nearer 10 than 1 on a log scale.
 #: The paper's own Table 3 needs it: its variance gap is 9.4 times its largest delta.
 ORDER_OF_MAGNITUDE = 10 ** 0.5
-
-
-def ls_tokens(corpus, samples: int = 2, steps: int = 35) -> torch.Tensor:
-    """The LS inputs ``[steps, samples]``, as the authors: the validation stream batchified
-    into ``samples`` columns (the LS batch size, Table A1), its first ``steps`` rows.
-
-    Sample k starts at token ``k * (len(valid) // samples)``, so the K = 2 samples are
-    samples 0 and 5 of the K = 10 ones whenever ``len(valid) % 10 < 2`` (PTB: 73,760 tokens).
-    """
-    check_positive_int("samples", samples)
-    check_positive_int("steps", steps)
-    rows = len(corpus.valid) // samples
-    if steps > rows:
-        raise ValueError(f"steps={steps} is not valid: the validation split of {corpus.name!r} "
-                         f"batchified into {samples} samples has only {rows} steps")
-    return batchify(corpus.valid, samples)[:steps]
-
-
-def _check_spectrum(convention: str, options: dict) -> None:
-    check_choice("convention", convention, CONVENTIONS)
-    for key in options:
-        check_choice("model_spectrum option", key, SPECTRUM_OPTIONS)
-
-
-def _spectrum(model, tokens, convention, options) -> tuple[np.ndarray, float, dict]:
-    # Timed up to the host copy, so an asynchronous device is timed to completion.
-    start = time.perf_counter()
-    lam, info = model_spectrum(model, tokens, convention=convention, return_info=True, **options)
-    lam = lam.double().cpu().numpy()
-    return lam, time.perf_counter() - start, info
-
-
-@dataclass
-class LSCallback:
-    """Trainer callback ``cb(trainer, record)`` adding the model's LS (paper Eq. 1) on
-    ``tokens`` ``[T, K]`` to the epoch record: ``ls`` (list), ``ls_seconds`` and ``ls_info``
-    (convention, log base, warm-up and its mode, dtype, K, T, n: the README asks that a
-    result says which warm-up it used) and ``ls_settings`` (:attr:`settings`, so that a
-    resumed run can tell LS computed otherwise). ``options`` go to
-    :func:`~lshkit.ls.model_spectrum`."""
-
-    tokens: torch.Tensor
-    convention: str = "paper"
-    options: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        _check_spectrum(self.convention, self.options)
-
-    @property
-    def settings(self) -> dict:
-        steps, samples = self.tokens.shape
-        return {"convention": self.convention, "samples": samples, "steps": steps,
-                **{k: str(v) for k, v in sorted(self.options.items())}}
-
-    def __call__(self, trainer, record: dict) -> None:
-        # The spectrum of the weights the epoch was evaluated with (SNT-ASGD's averages once on).
-        with trainer.optimizer.averaged():
-            lam, seconds, info = _spectrum(trainer.model, self.tokens, self.convention, self.options)
-        record["ls"] = lam.tolist()
-        record["ls_settings"] = self.settings
-        record["ls_seconds"] = seconds
-        record["ls_info"] = {k: info[k] for k in ("convention", "log_base", "warmup", "warmup_mode",
-                                                  "dtype", "K", "T", "n")}
 
 
 def _checkpoint_names(variants: dict) -> dict[str, str]:
@@ -139,26 +66,6 @@ def _check_epochs(epochs, cfg: TrainConfig) -> None:
     if epochs > cfg.epochs:
         raise ValueError(f"epochs={epochs} is past TrainConfig.epochs={cfg.epochs}, where the DST "
                          f"schedule ends; set train_cfg.epochs >= {epochs}")
-
-
-@dataclass
-class GraphCallback:
-    """Trainer callback ``cb(trainer, record)`` adding the masks' spectral-gap summary
-    (:func:`lshkit.graph.gap_summary`: ``gap_min``, ``gap_mean``, ``ramanujan_layers``,
-    ``layers``) to the epoch record, with ``properties`` also every hidden-to-hidden graph
-    property (:func:`lshkit.graph.mask_graph_features`), and the process CPU seconds it took as
-    ``gap_seconds``. The masks are those the epoch was trained and evaluated with, before its
-    prune/regrow. A dense model has no masks to read: an error."""
-
-    properties: bool = False
-
-    def __call__(self, trainer, record: dict) -> None:
-        if trainer.sparsity is None:
-            raise ValueError("GraphCallback needs a sparse model; this trainer trains a dense one")
-        start = time.process_time()
-        masks = trainer.sparsity.masks
-        record.update(mask_graph_features(masks) if self.properties else gap_summary(masks))
-        record["gap_seconds"] = time.process_time() - start
 
 
 def train_variants(train_cfg: TrainConfig, corpus, variants: dict, *, epochs: int, seed: int = 0,
@@ -297,7 +204,7 @@ def ls_sample_effect(model, corpus, *, ks=(2, 10), steps: int = 35, convention: 
     if (not isinstance(ks, (tuple, list)) or not ks or len(set(ks)) != len(ks)):
         raise ValueError(f"ks must be distinct sample counts, e.g. (2, 10); got {ks!r}")
     check_positive_int("repeats", repeats)
-    _check_spectrum(convention, spectrum)
+    check_spectrum(convention, spectrum)
     if isinstance(model, Trainer):
         with model.optimizer.averaged():
             return ls_sample_effect(model.model, corpus, ks=ks, steps=steps, convention=convention,
@@ -306,7 +213,7 @@ def ls_sample_effect(model, corpus, *, ks=(2, 10), steps: int = 35, convention: 
     rows = []
     for repeat in range(repeats):
         for k in ks:
-            lam, seconds, _ = _spectrum(model, tokens[k], convention, spectrum)
+            lam, seconds, _, _ = timed_spectrum(model, tokens[k], convention, **spectrum)
             rows.append({"samples": k, "repeat": repeat, "max": lam.max(), "min": lam.min(),
                          "mean": lam.mean(), "variance": lam.var(), "seconds": seconds,
                          "seconds_per_sample": seconds / k})

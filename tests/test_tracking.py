@@ -11,8 +11,8 @@ from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.ls import model_spectrum
 from lshkit.data import get_batch
-from lshkit.tracking import (DISTANCE_COLUMNS, STATS, early_ordering, ls_sample_effect, ls_tokens,
-                             paper_table3, sample_effect_claim, sample_effect_table, track_training,
+from lshkit.callbacks import ls_tokens
+from lshkit.tracking import (DISTANCE_COLUMNS, STATS, early_ordering, ls_sample_effect, paper_table3, sample_effect_claim, sample_effect_table, track_training,
                              train_variants)
 from lshkit.train import Trainer, TrainConfig, train_step
 

@@ -81,16 +81,14 @@ def _nan_to_none(x):
 def _spectra(trainer, tokens) -> tuple[dict, dict]:
     """The LS in both conventions on the weights the epoch was evaluated with (SNT-ASGD's averages
     once on), stable warm-up: values and seconds."""
-    from lshkit.ls import model_spectrum
+    from lshkit.callbacks import timed_spectrum
 
     values, seconds = {}, {}
     with trainer.optimizer.averaged():
         for convention in CONVENTIONS:
-            start, cpu = time.perf_counter(), time.process_time()
-            lam = model_spectrum(trainer.model, tokens, convention=convention, stable_warmup=True)
-            values[convention] = lam.float().cpu().numpy()
-            seconds[convention] = time.perf_counter() - start
-            seconds[f"{convention}_cpu"] = time.process_time() - cpu
+            lam, seconds[convention], seconds[f"{convention}_cpu"], _ = timed_spectrum(
+                trainer.model, tokens, convention, stable_warmup=True)
+            values[convention] = lam.astype(np.float32)
     return values, seconds
 
 
@@ -105,7 +103,7 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
     import torch
 
     from lshkit.dst import SparseConfig
-    from lshkit.tracking import GraphCallback, ls_tokens
+    from lshkit.callbacks import GraphCallback, ls_tokens
     from lshkit.train import Trainer, TrainingDiverged
 
     cfg = spec.train_config(seed)
@@ -358,7 +356,7 @@ def _last_good_epoch(record: dict) -> int:
 
 def _graph_row(rec: dict, digest: str) -> dict:
     """One row of ``graphs.json``: the epoch, its mask hash and what
-    :class:`lshkit.tracking.GraphCallback` added to the epoch's record."""
+    :class:`lshkit.callbacks.GraphCallback` added to the epoch's record."""
     keys = [k for k in rec if k == "density" or k.startswith(("rnn.", "gap_")) or
             k in ("ramanujan_layers", "layers")]
     return {"epoch": rec["epoch"], "mask_hash": digest, **{k: rec[k] for k in keys}}
@@ -367,13 +365,13 @@ def _graph_row(rec: dict, digest: str) -> dict:
 def graph_candidate(spec: AtlasSpec, record: dict, corpus, epochs: int, device="cpu") -> dict:
     """Retrain the sparse atlas candidate of ``record`` (its configuration and seed) up to epoch
     ``epochs`` (or its last) and take its masks' spectral gap and graph properties
-    (:class:`lshkit.tracking.GraphCallback`) at epoch 0 and after every epoch, where the atlas
+    (:class:`lshkit.callbacks.GraphCallback`) at epoch 0 and after every epoch, where the atlas
     took its mask hashes: for an atlas whose build did not take them. Every hash must equal the
     recorded one, or the retraining did not reproduce the atlas (other code, library versions or
     CPU; see the module docstring): an error naming the candidate and epoch. Returns what
     ``graphs.json`` holds: ``name``, ``epochs`` (one row per epoch) and ``versions``."""
     from lshkit.dst import SparseConfig
-    from lshkit.tracking import GraphCallback
+    from lshkit.callbacks import GraphCallback
     from lshkit.train import Trainer, TrainingDiverged
 
     name = record["name"]

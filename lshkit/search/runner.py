@@ -44,7 +44,7 @@ from lshkit.graph import gap_score
 from lshkit.io import read_json, write_json
 from lshkit.search.config import SearchConfig
 from lshkit.storage import JobQueue, default_storage_url, open_storage
-from lshkit.tracking import GraphCallback, LSCallback, ls_tokens
+from lshkit.callbacks import GraphCallback, LSCallback, ls_tokens
 from lshkit.train import TrainConfig, Trainer, TrainingDiverged, perplexity
 
 __all__ = ["Runner", "TrainingRunner", "reference_key", "candidate_configs", "train_reference", "first_reaching"]
