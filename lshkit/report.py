@@ -132,18 +132,17 @@ def check_atlas_budget(atlas_dir, budget: str) -> None:
     """A replay's budget must fit the atlas: ``smoke`` replays only on a smoke-scale atlas (a
     trained smoke run is ``source="train"``), and a smoke-scale atlas's few epochs hold only the
     smoke budget's search. Read from the atlas's ``atlas.json``, before anything runs."""
-    from .atlas import _stored_spec
-    from .replay import _fixed
+    from .atlas import stored_spec
     from .search import SearchConfig
 
     root = Path(atlas_dir)
-    spec = _stored_spec(root)
+    spec = stored_spec(root)
     if budget == "smoke" and spec.scale != "smoke":
         raise ValueError(f"budget='smoke' with source='atlas' is not valid: the atlas at {root} is "
                          f"{spec.scale}-scale and replays budgets low, moderate and high; budget smoke trains "
                          "(source='train')")
     try:  # the budget's pool needs rounds x E epochs of each candidate
-        SearchConfig(**_fixed(spec), budget=budget, space=spec.space().to_dict()).resolved("cpu")
+        SearchConfig(**spec.search_fields(), budget=budget, space=spec.space().to_dict()).resolved("cpu")
     except ValueError as err:
         hint = "; use budget='smoke'" if spec.scale == "smoke" else ""
         raise ValueError(f"budget={budget!r} does not fit the atlas at {root}: {err}{hint}") from None

@@ -46,14 +46,6 @@ from lshkit.stats import INTERVAL_RULE, summarise
 __all__ = ["AtlasRunner", "atlas_config", "grid_optimum", "replay", "replay_many", "replay_sweep", "replay_time_to_target"]
 
 
-def _fixed(spec) -> dict:
-    """The SearchConfig fields an atlas fixes (its epochs are the search's final_epochs)."""
-    overrides = {k: v for k, v in sorted(spec.train_overrides.items()) if k != "epochs"}
-    return dict(model=spec.model, scale=spec.scale, sparsity=spec.sparsity, ls_samples=spec.ls_samples,
-                ls_steps=spec.ls_steps, stable_warmup=True, final_epochs=spec.train_config().epochs,
-                train_overrides=overrides)
-
-
 def atlas_config(atlas: Atlas, **fields) -> SearchConfig:
     """A :class:`SearchConfig` that fits ``atlas``: its model, scale, sparsity, LS settings and
     final epochs, and its grid as the search space (for ``sampler="grid"`` the methodological
@@ -69,7 +61,7 @@ def atlas_config(atlas: Atlas, **fields) -> SearchConfig:
             raise ValueError(f"the atlas at {atlas.root} has no candidate at death rate {middle} yet: grid search "
                              "has nothing to replay")
         space = SearchSpace({**dict(space.items()), "death_rate": Categorical((middle,))}, points=points)
-    fixed = dict(_fixed(spec), space=space.to_dict())
+    fixed = dict(spec.search_fields(), space=space.to_dict())
     clash = {k: v for k, v in fields.items() if k in fixed and v != fixed[k]}
     if clash:
         raise ValueError(f"the atlas at {atlas.root} fixes {sorted(clash)} (atlas: "
@@ -96,7 +88,7 @@ class AtlasRunner(Runner):
         self.config = config.resolved("cpu")
         self.train_seed = atlas.spec.seed if train_seed is None else train_seed
         cfg = self.config
-        bad = {k: (getattr(cfg, k), v) for k, v in _fixed(atlas.spec).items() if getattr(cfg, k) != v}
+        bad = {k: (getattr(cfg, k), v) for k, v in atlas.spec.search_fields().items() if getattr(cfg, k) != v}
         if bad:
             raise ValueError(f"this search does not fit the atlas at {atlas.root} (field: search, atlas = "
                              f"{bad}); build the search with lshkit.replay.atlas_config")

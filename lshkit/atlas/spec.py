@@ -110,6 +110,14 @@ class AtlasSpec(JSONConfig):
         base = TrainConfig.preset(self.scale, self.model)
         return base.replace(seed=self.seed if seed is None else seed, **self.train_overrides)
 
+    def search_fields(self) -> dict:
+        """The :class:`~lshkit.search.SearchConfig` fields the atlas fixes for a search replayed on
+        it (its epochs are the search's final_epochs)."""
+        overrides = {k: v for k, v in sorted(self.train_overrides.items()) if k != "epochs"}
+        return dict(model=self.model, scale=self.scale, sparsity=self.sparsity, ls_samples=self.ls_samples,
+                    ls_steps=self.ls_steps, stable_warmup=True, final_epochs=self.train_config().epochs,
+                    train_overrides=overrides)
+
     def space(self):
         """The atlas grid as a :class:`~lshkit.search.space.SearchSpace` (death rate categorical over
         ``death_rates``): the space the samplers see when a search replays on this atlas once it
