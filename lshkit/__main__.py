@@ -324,7 +324,7 @@ def _main(args, command) -> int:
                                 train_overrides=dict(args.train_override))
         device = resolve_device(args.device)
         if config.model == "awd_mos":
-            from lshkit.baselines import mos_search_config
+            from lshkit.experiments.table1 import mos_search_config
 
             config, data = mos_search_config(config, device)
             print(f"AWD-LSTM-MoS: {data}")

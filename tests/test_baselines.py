@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lshkit import baselines as B
+from lshkit.experiments import fig3 as F3, fixed as FX, table1 as T1
 from lshkit import paper
 from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
@@ -40,17 +40,17 @@ def direct(cfg: SearchConfig, sparse: SparseConfig):
 
 
 def test_selfish_rnn_config_is_the_readme_default_at_the_sparsity():
-    lstm = B.selfish_rnn_config(tiny(sparsity=0.8), "cpu")
+    lstm = FX.selfish_rnn_config(tiny(sparsity=0.8), "cpu")
     assert lstm == SparseConfig(density=0.2, **paper.SELFISH_RNN_DEFAULT["lstm"])
-    rhn = B.selfish_rnn_config(tiny(model="rhn"), "cpu")  # Table A1's 0.53 by default
+    rhn = FX.selfish_rnn_config(tiny(model="rhn"), "cpu")  # Table A1's 0.53 by default
     assert rhn.density == pytest.approx(0.47) and rhn.death_rate == 0.5
 
 
 def test_pruned_run_equals_a_direct_training_resumes_and_is_read_back(tmp_path, reference_dir, monkeypatch):
     torch.manual_seed(0)
     cfg = tiny(sparsity=0.5)
-    sparse = B.selfish_rnn_config(cfg, "cpu")
-    result = B.train_fixed(cfg, sparse, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
+    sparse = FX.selfish_rnn_config(cfg, "cpu")
+    result = FX.train_fixed(cfg, sparse, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
     trainer = direct(cfg, sparse)
     assert result["status"] == "ok" and result["epochs"] == 2
     assert result["test_ppl"] == perplexity(trainer.evaluate("test"))
@@ -65,22 +65,22 @@ def test_pruned_run_equals_a_direct_training_resumes_and_is_read_back(tmp_path, 
     half = Trainer(trainer.cfg, trainer.corpus, sparse, progress=False)
     half.train_epoch()
     half.save(folder / "checkpoint.pt")
-    resumed = B.train_fixed(cfg, sparse, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
+    resumed = FX.train_fixed(cfg, sparse, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
     untimed = [{k: v for k, v in r.items() if "second" not in k} for r in result["records"]]
     assert resumed["test_ppl"] == result["test_ppl"]
     assert [{k: v for k, v in r.items() if "second" not in k} for r in resumed["records"]] == untimed
     assert resumed["records"][0]["train_seconds"] == half.history[0]["train_seconds"]  # epoch 1 not retrained
 
     # Finished: read back, nothing trains.
-    monkeypatch.setattr(B, "Trainer", None)
-    assert B.train_fixed(cfg, sparse, tmp_path, device="cpu", progress=False)["test_ppl"] == result["test_ppl"]
+    monkeypatch.setattr(FX, "Trainer", None)
+    assert FX.train_fixed(cfg, sparse, tmp_path, device="cpu", progress=False)["test_ppl"] == result["test_ppl"]
 
 
 def test_dense_run_is_the_search_reference_without_training_again(tmp_path, reference_dir, monkeypatch):
     cfg = tiny()
     reference = train_reference(cfg, device="cpu", reference_dir=reference_dir)
-    monkeypatch.setattr(B, "Trainer", None)  # the cache must serve it
-    dense = B.train_fixed(cfg, None, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
+    monkeypatch.setattr(FX, "Trainer", None)  # the cache must serve it
+    dense = FX.train_fixed(cfg, None, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
     assert dense["test_ppl"] == perplexity(reference["test_loss"])
     assert dense["valid_ppl"] == perplexity(reference["valid_loss"])
     assert dense["density"] == 1.0 and dense["source"].startswith("dense reference lstm-smoke-smoke-seed0-")
@@ -90,32 +90,32 @@ def test_dense_run_is_the_search_reference_without_training_again(tmp_path, refe
 def test_bad_arguments_fail_before_training(tmp_path):
     cfg = tiny(sparsity=0.67)
     with pytest.raises(ValueError, match=r"sparse.density=0.5 does not match config.sparsity=0.67"):
-        B.train_fixed(cfg, SparseConfig(density=0.5, **paper.SELFISH_RNN_DEFAULT["lstm"]), tmp_path)
+        FX.train_fixed(cfg, SparseConfig(density=0.5, **paper.SELFISH_RNN_DEFAULT["lstm"]), tmp_path)
     with pytest.raises(TypeError, match="SparseConfig or None"):
-        B.train_fixed(cfg, {"density": 0.33}, tmp_path)
+        FX.train_fixed(cfg, {"density": 0.33}, tmp_path)
     with pytest.raises(TypeError, match="SearchConfig"):
-        B.train_fixed({}, None, tmp_path)
+        FX.train_fixed({}, None, tmp_path)
     with pytest.raises(ValueError, match=r"sparsities\[1\]=1.0 is not valid"):
-        B.robustness(cfg, tmp_path, sparsities=[0.5, 1.0])
+        F3.robustness(cfg, tmp_path, sparsities=[0.5, 1.0])
     with pytest.raises(ValueError, match=r"repeats a value"):
-        B.robustness(cfg, tmp_path, sparsities=[0.5, 0.5])
+        F3.robustness(cfg, tmp_path, sparsities=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"repeats=0 is not valid"):
-        B.robustness(cfg, tmp_path, repeats=0)
+        F3.robustness(cfg, tmp_path, repeats=0)
     with pytest.raises(ValueError, match=r"factor=0.5 is not valid"):
-        B.fig3_target(10.0, "smoke", factor=0.5)
+        F3.fig3_target(10.0, "smoke", factor=0.5)
     assert not any(tmp_path.iterdir())
 
 
 def test_sizes_and_targets():
-    smoke = B.sized(SearchConfig(model="rhn", budget="smoke"))
+    smoke = FX.sized(SearchConfig(model="rhn", budget="smoke"))
     assert smoke.pool == 4 and smoke.train_overrides["batch_size"] == 40
     assert smoke.train_overrides["hidden_size"] == smoke.train_overrides["emb_size"]  # tied RHN
-    assert B.sized(SearchConfig(model="lstm", budget="smoke")).train_overrides["batch_size"] == 10
-    assert B.sized(SearchConfig(model="awd_mos", budget="smoke")).train_overrides["batch_size"] == 30
-    low = B.robustness_config(budget="low", scale="cpu")
+    assert FX.sized(SearchConfig(model="lstm", budget="smoke")).train_overrides["batch_size"] == 10
+    assert FX.sized(SearchConfig(model="awd_mos", budget="smoke")).train_overrides["batch_size"] == 30
+    low = F3.robustness_config(budget="low", scale="cpu")
     assert (low.pool, low.sampler, low.model) == (20, "tpe", "lstm")
-    assert B.fig3_target(80.0, "paper") == 72.0
-    assert B.fig3_target(10.0, "smoke") == pytest.approx(11.0)
+    assert F3.fig3_target(80.0, "paper") == 72.0
+    assert F3.fig3_target(10.0, "smoke") == pytest.approx(11.0)
 
 
 # ------------------------------------------------------------------ Table 1 and Fig. 3 left
@@ -124,8 +124,8 @@ def test_sizes_and_targets():
 def test_table1_rows_are_the_three_methods_on_one_training_setup(tmp_path, reference_dir):
     torch.manual_seed(0)
     cfg = tiny(sampler="tpe", ranking="ls")
-    rows = B.compare_methods(cfg, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
-    assert list(rows.method) == list(B.METHODS) and (rows.model == "lstm").all() and (rows.dataset == "smoke").all()
+    rows = T1.compare_methods(cfg, tmp_path, device="cpu", reference_dir=reference_dir, progress=False)
+    assert list(rows.method) == list(T1.METHODS) and (rows.model == "lstm").all() and (rows.dataset == "smoke").all()
     summary = json.loads((tmp_path / "lsh" / "summary.json").read_text())
     lsh = rows.set_index("method").loc["lsh"]
     assert lsh.test_ppl == summary["test_ppl"] and json.loads(lsh.configuration) == summary["selected"]
@@ -133,22 +133,22 @@ def test_table1_rows_are_the_three_methods_on_one_training_setup(tmp_path, refer
     assert dense.test_ppl == summary["reference"]["test_ppl"] and dense.sparsity == 0.0
     selfish = rows.set_index("method").loc["selfish_rnn"]
     assert json.loads(selfish.configuration) == paper.SELFISH_RNN_DEFAULT["lstm"]
-    assert selfish.test_ppl == perplexity(direct(cfg, B.selfish_rnn_config(cfg, "cpu")).evaluate("test"))
+    assert selfish.test_ppl == perplexity(direct(cfg, FX.selfish_rnn_config(cfg, "cpu")).evaluate("test"))
 
 
 def test_robustness_has_every_method_at_every_ratio(tmp_path, reference_dir):
     torch.manual_seed(0)
     base = tiny(sampler="tpe")
-    frame = B.robustness(base, tmp_path, sparsities=[0.5, 0.8], device="cpu", reference_dir=reference_dir,
+    frame = F3.robustness(base, tmp_path, sparsities=[0.5, 0.8], device="cpu", reference_dir=reference_dir,
                          progress=False)
     counts = frame.groupby("method").size().to_dict()
     assert counts == {"LSH (TPE, LS ranking)": 2, "TPE (loss ranking)": 2, "Selfish-RNN default": 2, "dense": 1}
     sweep = pd.read_csv(tmp_path / "searches" / "sweep.csv")
     for r in sweep.itertuples():
-        row = frame[(frame.method == B._RANKING_METHOD[r.ranking]) & (frame.sparsity == r.sparsity)]
+        row = frame[(frame.method == F3._RANKING_METHOD[r.ranking]) & (frame.sparsity == r.sparsity)]
         assert row.test_ppl.item() == r.test_ppl
     for s in (0.5, 0.8):
-        fixed = B.train_fixed(dataclasses.replace(base, sparsity=s), B.selfish_rnn_config(
+        fixed = FX.train_fixed(dataclasses.replace(base, sparsity=s), FX.selfish_rnn_config(
             dataclasses.replace(base, sparsity=s), "cpu"), tmp_path / "selfish_rnn", device="cpu")
         assert frame[(frame.method == "Selfish-RNN default") & (frame.sparsity == s)].test_ppl.item() == fixed["test_ppl"]
         assert fixed["records"][-1]["density"] == pytest.approx(1 - s, abs=0.01)
@@ -168,23 +168,23 @@ def test_time_curves_against_hand_computations():
         "ls_seconds": [1.0, 1.0, math.nan, math.nan, math.nan, math.nan],
     })
     # Selection: 1.5 + 1 + 2.5 + 1 = 6; epoch 2 of both finalists: 3.5 + 4.5 = 8; epoch 3: 5.5 + 6.5 = 12.
-    curve = B.lsh_time_curve(epochs, selected=0)
+    curve = F3.lsh_time_curve(epochs, selected=0)
     assert curve.to_dict("list") == {"valid_ppl": [30.0, 25.0, 22.0], "seconds": [6.0, 14.0, 26.0]}
-    assert B.time_to_reach(curve, 26.0) == 14.0 and B.time_to_reach(curve, 30.0) == 6.0
-    assert B.time_to_reach(curve, 21.0) is None
+    assert F3.time_to_reach(curve, 26.0) == 14.0 and F3.time_to_reach(curve, 30.0) == 6.0
+    assert F3.time_to_reach(curve, 21.0) is None
     full = pd.DataFrame({"cumulative_seconds": [1.0, 2.0, 3.0, 4.0], "valid_ppl": [50.0, 45.0, 47.0, 40.0]})
-    assert B.full_training_time_curve(full).to_dict("list") == {"valid_ppl": [50.0, 45.0, 40.0],
+    assert F3.full_training_time_curve(full).to_dict("list") == {"valid_ppl": [50.0, 45.0, 40.0],
                                                                 "seconds": [1.0, 2.0, 4.0]}
     with pytest.raises(ValueError, match="selected=7 is not a candidate"):
-        B.lsh_time_curve(epochs, selected=7)
+        F3.lsh_time_curve(epochs, selected=7)
 
 
 def test_time_to_target_matches_the_search_and_the_full_training_records(tmp_path, reference_dir):
     torch.manual_seed(0)
     cfg = tiny(sampler="tpe")
     reference = train_reference(cfg, device="cpu", reference_dir=reference_dir)
-    target = B.fig3_target(perplexity(reference["valid_loss"]), "smoke", factor=3.0)
-    curves, result = B.time_to_target(cfg, tmp_path, target_ppl=target, device="cpu",
+    target = F3.fig3_target(perplexity(reference["valid_loss"]), "smoke", factor=3.0)
+    curves, result = F3.time_to_target(cfg, tmp_path, target_ppl=target, device="cpu",
                                       reference_dir=reference_dir, progress=False)
     assert set(curves.method) == {"LSH", "full training"}
     # The curve gives the search's own time to target (LSHSearch._time_to_target).
@@ -202,7 +202,7 @@ def test_time_to_target_matches_the_search_and_the_full_training_records(tmp_pat
     assert result["speedup_with_reference"] == pytest.approx(
         result["full_training_seconds"] / (result["lsh_seconds"] + result["reference_seconds"]))
     # Run again: everything is read back from the storage, same numbers.
-    again = B.time_to_target(cfg, tmp_path, target_ppl=target, device="cpu", reference_dir=reference_dir,
+    again = F3.time_to_target(cfg, tmp_path, target_ppl=target, device="cpu", reference_dir=reference_dir,
                              progress=False)[1]
     assert again == result
 
@@ -211,28 +211,30 @@ def test_claims_computed_in_our_numbers():
     rows = pd.DataFrame({"model": ["lstm"] * 3 + ["rhn"] * 3,
                          "method": ["dense", "selfish_rnn", "lsh"] * 2,
                          "test_ppl": [80.0, 72.0, 70.0, 60.0, 59.0, 59.5]})
-    claim = B.table1_claim(rows)
+    claim = T1.table1_claim(rows)
     assert claim.set_index("model")["holds"].to_dict() == {"lstm": True, "rhn": False}
     missing = rows.assign(test_ppl=[80.0, 72.0, None, 60.0, 59.0, 58.0])
-    assert B.table1_claim(missing).set_index("model")["holds"].to_dict() == {"lstm": False, "rhn": True}
+    assert T1.table1_claim(missing).set_index("model")["holds"].to_dict() == {"lstm": False, "rhn": True}
     # Replayed: the LSH mean's interval decides against the better of the two others.
     replayed = rows.assign(ci95=[0.0, 0.0, 1.0, 0.0, 0.0, 0.6])
-    assert B.table1_claim(replayed).set_index("model")["state"].to_dict() == {"lstm": "holds",
+    assert T1.table1_claim(replayed).set_index("model")["state"].to_dict() == {"lstm": "holds",
                                                                               "rhn": "is inconclusive"}
-    worse = replayed.assign(test_ppl=[80.0, 72.0, 75.0, 60.0, 59.0, 59.5], ci95=[0, 0, 1.0, 0, 0, 0.0])
-    assert B.table1_claim(worse).set_index("model")["state"].to_dict() == {"lstm": "does not hold",
+    # One replay has no interval (NaN): no verdict; an interval of width 0 is a measurement like any other.
+    worse = replayed.assign(test_ppl=[80.0, 72.0, 75.0, 60.0, 59.0, 59.5], ci95=[0, 0, 1.0, 0, 0, float("nan")])
+    assert T1.table1_claim(worse).set_index("model")["state"].to_dict() == {"lstm": "does not hold",
                                                                            "rhn": "is inconclusive"}
+    assert T1.table1_claim(worse.fillna(0.0)).set_index("model")["state"]["rhn"] == "does not hold"
 
     frame = pd.DataFrame({
         "method": ["LSH (TPE, LS ranking)", "TPE (loss ranking)", "Selfish-RNN default"] * 2 + ["dense"],
         "sparsity": [0.5, 0.5, 0.5, 0.8, 0.8, 0.8, 0.0],
         "test_ppl": [70.0, 71.0, 72.0, 75.0, 74.0, 76.0, 73.0]})
-    claim = B.robustness_claim(frame).set_index("sparsity")
+    claim = F3.robustness_claim(frame).set_index("sparsity")
     assert claim["beats_baselines"].to_dict() == {0.5: True, 0.8: False}
     assert claim["beats_dense"].to_dict() == {0.5: True, 0.8: False} and (claim["dense"] == 73.0).all()
 
-    assert B.speedup_holds({"speedup": 9.0}) and not B.speedup_holds({"speedup": 4.9})
-    assert not B.speedup_holds({"speedup": None})
+    assert F3.speedup_holds({"speedup": 9.0}) and not F3.speedup_holds({"speedup": 4.9})
+    assert not F3.speedup_holds({"speedup": None})
 
 
 # ------------------------------------------------------------------ Fig. 3 under each reading of the LS reference
@@ -243,18 +245,18 @@ def test_fig3_claims_and_labels_under_each_reading():
     frame = pd.DataFrame({
         "method": [lsh, lsh, loss, selfish, "dense"], "reference": ["same_epoch", "final", None, None, None],
         "sparsity": [0.67, 0.67, 0.67, 0.67, 0.0], "test_ppl": [200.0, 300.0, 210.0, 360.0, 175.0]})
-    claim = B.robustness_claim(frame)
+    claim = F3.robustness_claim(frame)
     assert claim.columns[0] == "reference" and claim.reference.tolist() == ["same_epoch", "final"]
     assert claim.beats_baselines.tolist() == [True, False] and (claim.tpe_loss == 210.0).all()
     assert not claim.beats_dense.any()
-    assert B.robustness_claim(frame.drop(columns="reference").iloc[[0, 2, 3, 4]]).beats_baselines.tolist() == [True]
-    assert B.robustness_labels(frame).tolist() == [f"{lsh}, same-epoch reference", f"{lsh}, final reference", loss,
+    assert F3.robustness_claim(frame.drop(columns="reference").iloc[[0, 2, 3, 4]]).beats_baselines.tolist() == [True]
+    assert F3.robustness_labels(frame).tolist() == [f"{lsh}, same-epoch reference", f"{lsh}, final reference", loss,
                                                    selfish, "dense"]
-    assert B.robustness_labels(frame.drop(columns="reference")).tolist() == frame.method.tolist()
+    assert F3.robustness_labels(frame.drop(columns="reference")).tolist() == frame.method.tolist()
     times = pd.DataFrame({"repeat": 0, "reference": ["same_epoch"] * 3 + ["final"] * 3,
                           "method": ["LSH (ls ranking)", "LSH (loss ranking)", "full training"] * 2,
                           "seconds": [1.0, 2.0, 3.0, 4.0, 2.0, 3.0]})
-    labelled = B.time_to_target_labels(times)
+    labelled = F3.time_to_target_labels(times)
     assert labelled.label.tolist() == ["LSH (ls ranking), same-epoch reference", "LSH (loss ranking)", "full training",
                                        "LSH (ls ranking), final reference"]
 
@@ -263,8 +265,8 @@ def test_fig3_on_the_committed_atlas_under_each_reading(tmp_path):
     from lshkit.atlas import ATLAS_ROOT, load_atlas
 
     atlas = load_atlas(ATLAS_ROOT / "atlas")
-    left = B.atlas_robustness_by_reference(atlas, tmp_path / "left", repeats=1, first_seed=3)
-    alone = {r: B.atlas_robustness(atlas, tmp_path / "left", repeats=1, first_seed=3, reference=r)
+    left = F3.atlas_robustness_by_reference(atlas, tmp_path / "left", repeats=1, first_seed=3)
+    alone = {r: F3.atlas_robustness(atlas, tmp_path / "left", repeats=1, first_seed=3, reference=r)
              for r in ("same_epoch", "final")}  # read back from the folders just written
     lsh = left[left.method == "LSH (TPE, LS ranking)"].set_index("reference").test_ppl
     assert lsh.to_dict() == {r: a[a.method == "LSH (TPE, LS ranking)"].test_ppl.iloc[0] for r, a in alone.items()}
@@ -272,13 +274,13 @@ def test_fig3_on_the_committed_atlas_under_each_reading(tmp_path):
     assert sorted(p.name for p in (tmp_path / "left").iterdir()) == [
         "ranking=loss", "ranking=ls-reference=final", "ranking=ls-reference=same_epoch"]
     target = 300.0
-    times = B.atlas_time_to_target(atlas, target, tmp_path / "right", repeats=1, first_seed=3)
+    times = F3.atlas_time_to_target(atlas, target, tmp_path / "right", repeats=1, first_seed=3)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("right")) == [
         "right-reference=final", "right-reference=same_epoch"]
     assert times.groupby("reference").size().to_dict() == {"final": 3, "same_epoch": 3}
     assert (times.reference == "final").sum() == 3
     with pytest.raises(ValueError, match="references must name"):
-        B.atlas_time_to_target(atlas, target, tmp_path / "none", references=[])
+        F3.atlas_time_to_target(atlas, target, tmp_path / "none", references=[])
 
 
 def test_fig3_left_against_the_loss_ranking_paired_by_seed():
@@ -288,8 +290,8 @@ def test_fig3_left_against_the_loss_ranking_paired_by_seed():
             for r, shift in (("same_epoch", -5.0), ("final", 40.0)) for s, v in enumerate(luck)]
     rows += [{"method": loss, "reference": None, "seed": s, "sparsity": 0.67, "test_ppl": v} for s, v in enumerate(luck)]
     rows.append({"method": "dense", "reference": None, "seed": 0, "sparsity": 0.0, "test_ppl": 170.0})
-    got = B.robustness_paired(pd.DataFrame(rows)).set_index("reference")
+    got = F3.robustness_paired(pd.DataFrame(rows)).set_index("reference")
     assert got.difference.to_dict() == pytest.approx({"same_epoch": -5.0, "final": 40.0})
     assert got.verdict.to_dict() == {"same_epoch": "holds", "final": "does not hold"} and (got.pairs == 4).all()
-    alone = B.robustness_paired(pd.DataFrame(rows).query("reference != 'final'").drop(columns="reference"))
+    alone = F3.robustness_paired(pd.DataFrame(rows).query("reference != 'final'").drop(columns="reference"))
     assert alone.difference.iloc[0] == pytest.approx(-5.0)

@@ -10,10 +10,12 @@ import pytest
 from conftest import SPEC
 from lshkit.stats import interval_verdict, overall_verdict
 from lshkit.atlas import AtlasSpec, build_atlas, candidate_name, configuration_name, load_atlas
-from lshkit.evidence import (arm_table, best_combination, early_signals, optimal_only_from, paired_by_reading,
-                             paired_replays, predictive_power, seed_noise, survival, time_to_target_summary, trajectories, with_arms,
-                             LS_FLOOR, distinct_values, floor_exponents, nearest_half, ordering_by_reference,
-                             reference_drift, reference_drift_figure, time_to_target_by_reference)
+from lshkit.experiments.fig1 import ordering_by_reference, trajectories
+from lshkit.experiments.fig3 import time_to_target_by_reference, time_to_target_summary
+from lshkit.experiments.predictive_power import (distinct_values, early_signals, floor_exponents, LS_FLOOR, nearest_half, predictive_power, reference_drift, reference_drift_figure, seed_noise, survival)
+from lshkit.experiments.readings import arm_table, paired_by_reading, paired_replays, with_arms
+from lshkit.experiments.table4 import optimal_only_from
+from lshkit.experiments.tableB2 import best_combination
 
 
 def test_early_signals_from_an_atlas(atlas_dir):
@@ -191,24 +193,24 @@ def test_trajectories_put_every_candidate_in_one_space(atlas_dir):
 
 
 def test_table1_under_each_reading_shares_the_dense_and_selfish_rows(monkeypatch):
-    import lshkit.baselines as B
+    from lshkit.experiments import table1 as T1
 
     picks = {"same_epoch": 70.0, "final": 75.0}
 
-    def atlas_methods(atlas, out, *, reference, **kw):  # one reading's Table 1 rows, as lshkit.baselines returns them
-        return pd.DataFrame({"model": "lstm", "method": list(B.METHODS), "label": list(B.METHODS.values()),
+    def atlas_methods(atlas, out, *, reference, **kw):  # one reading's Table 1 rows, as lshkit.experiments.table1 returns them
+        return pd.DataFrame({"model": "lstm", "method": list(T1.METHODS), "label": list(T1.METHODS.values()),
                              "test_ppl": [80.0, 72.0, picks[reference]], "n": [1, 1, 100], "ci95": [0.0, 0.0, 1.0]})
 
-    monkeypatch.setattr(B, "atlas_methods", atlas_methods)
-    rows = B.atlas_methods_by_reference(None, None)
+    monkeypatch.setattr(T1, "atlas_methods", atlas_methods)
+    rows = T1.atlas_methods_by_reference(None, None)
     assert rows.method.tolist() == ["dense", "selfish_rnn", "lsh", "lsh"]
     assert rows.reference.tolist()[2:] == ["same_epoch", "final"] and rows.reference.iloc[:2].isna().all()
     assert rows.label.tolist()[2:] == ["LSH pick, same-epoch reference", "LSH pick, final reference"]
-    assert B.atlas_methods_by_reference(None, None, references=["final"]).test_ppl.tolist() == [80.0, 72.0, 75.0]
+    assert T1.atlas_methods_by_reference(None, None, references=["final"]).test_ppl.tolist() == [80.0, 72.0, 75.0]
     with pytest.raises(ValueError, match="reference"):
-        B.atlas_methods_by_reference(None, None, references=["middle"])
+        T1.atlas_methods_by_reference(None, None, references=["middle"])
     # Each reading judged against the same dense and Selfish-RNN rows.
-    claim = B.table1_claim(rows)
+    claim = T1.table1_claim(rows)
     assert claim.columns[0] == "reference" and claim.set_index("reference")["state"].to_dict() == {
         "same_epoch": "holds", "final": "does not hold"}
     assert (claim.dense == 80.0).all() and (claim.selfish_rnn == 72.0).all()
@@ -218,7 +220,7 @@ def test_table1_under_each_reading_shares_the_dense_and_selfish_rows(monkeypatch
 
 
 def test_signals_under_each_reading_and_the_headline_per_reading(atlas_dir):
-    from lshkit.evidence import by_reference, reference_signals, survival_by_reference
+    from lshkit.experiments.predictive_power import by_reference, reference_signals, survival_by_reference
 
     atlas = load_atlas(atlas_dir)
     frame = reference_signals(atlas, range(4))
@@ -284,7 +286,7 @@ def test_drift_floors_and_the_diagnosis_figure(atlas_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lshkit.evidence import reference_signals
+    from lshkit.experiments.predictive_power import reference_signals
 
     atlas = load_atlas(atlas_dir)
     dense = atlas.ls(atlas.record(None, atlas.spec.seed)["name"]).astype(np.float64)

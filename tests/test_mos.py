@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_search
 
-from lshkit import baselines as B
+from lshkit.experiments import fixed as FX, table1 as T1
 from lshkit.data import load_corpus, unigram_perplexity
 from lshkit.dst import DEATH_MODES, SparseConfig
 from lshkit.ls import lyapunov_spectrum, model_spectrum, tangent_map
@@ -284,12 +284,12 @@ def test_lsh_search_selects_a_candidate_at_exactly_table_a1s_sparsity(tmp_path):
 
 
 def test_the_row_runs_on_the_smoke_corpus_at_budget_smoke():
-    config = B.sized(SearchConfig(model="awd_mos", budget="smoke"))
-    same, says = B.mos_search_config(config, "cpu")
+    config = FX.sized(SearchConfig(model="awd_mos", budget="smoke"))
+    same, says = T1.mos_search_config(config, "cpu")
     assert same == config and same.resolved("cpu").train_config().dataset == "smoke" and "smoke" in says
-    assert B.selfish_rnn_config(config, "cpu") == SparseConfig(density=0.45, **B.SELFISH_RNN_MOS)
+    assert FX.selfish_rnn_config(config, "cpu") == SparseConfig(density=0.45, **FX.SELFISH_RNN_MOS)
     with pytest.raises(ValueError, match=r"config.model must be 'awd_mos'; got 'lstm'"):
-        B.mos_search_config(SearchConfig(model="lstm", budget="smoke"))
+        T1.mos_search_config(SearchConfig(model="lstm", budget="smoke"))
 
 
 def test_resume_equals_the_uninterrupted_run_bitwise(tmp_path):
@@ -313,15 +313,15 @@ def test_the_row_runs_on_wikitext2_where_present_and_on_ptb_otherwise(monkeypatc
     def missing(name, *a, **k):
         raise FileNotFoundError(f"{name} files not found")
 
-    monkeypatch.setattr(B, "load_corpus", missing)
+    monkeypatch.setattr(T1, "load_corpus", missing)
     cpu = SearchConfig(model="awd_mos", budget="low", scale="cpu", seed=3)
-    config, says = B.mos_search_config(cpu, "cpu")
+    config, says = T1.mos_search_config(cpu, "cpu")
     assert config == cpu and config.resolved("cpu").train_config().dataset == "ptb"  # the cpu preset's
     assert "PTB" in says and "WikiText-2 files are not here" in says
-    config, says = B.mos_search_config(SearchConfig(model="awd_mos", budget="high", scale="paper"), "cpu")
+    config, says = T1.mos_search_config(SearchConfig(model="awd_mos", budget="high", scale="paper"), "cpu")
     assert config.train_overrides == {"dataset": "ptb"}
-    monkeypatch.setattr(B, "load_corpus", lambda name, *a, **k: object())
-    config, says = B.mos_search_config(cpu, "cpu")
+    monkeypatch.setattr(T1, "load_corpus", lambda name, *a, **k: object())
+    config, says = T1.mos_search_config(cpu, "cpu")
     train = config.resolved("cpu").train_config()
     assert train == TrainConfig.preset("cpu", "awd_mos").replace(dataset="wikitext2", seed=3)
     assert says.startswith("cpu scale on WikiText-2")

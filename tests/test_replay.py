@@ -439,7 +439,7 @@ def test_replay_sweep_reads_committed_replays_and_never_writes_them(atlas_dir, t
 
 def test_fig3_left_on_the_committed_atlas_replays_both_rankings_beside_its_records(tmp_path):
     from lshkit.atlas import ATLAS_ROOT
-    from lshkit.baselines import ROBUSTNESS_POOL, atlas_robustness
+    from lshkit.experiments.fig3 import atlas_robustness, ROBUSTNESS_POOL
 
     atlas = load_atlas(ATLAS_ROOT / "atlas")
     frame = atlas_robustness(atlas, tmp_path / "left", repeats=2, first_seed=5)

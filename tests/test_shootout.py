@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from lshkit.atlas import load_atlas
-from lshkit.evidence import early_signals
+from lshkit.experiments.predictive_power import early_signals
 from lshkit.graph import out_of_fold
-from lshkit.shootout import LS_PREDICTORS, PREDICTORS, predictor_shootout, rules_versus, shootout_signals, within_groups
+from lshkit.experiments.shootout import (LS_PREDICTORS, predictor_shootout, PREDICTORS, rules_versus, shootout_signals, within_groups)
 
 
 def test_an_out_of_fold_prediction_never_sees_its_own_row():

@@ -12,8 +12,8 @@ from lshkit.dst import SparseConfig
 from lshkit.ls import model_spectrum
 from lshkit.data import get_batch
 from lshkit.callbacks import ls_tokens
-from lshkit.tracking import (DISTANCE_COLUMNS, STATS, early_ordering, ls_sample_effect, paper_table3, sample_effect_claim, sample_effect_table, track_training,
-                             train_variants)
+from lshkit.experiments.fig1 import DISTANCE_COLUMNS, early_ordering, track_training, train_variants
+from lshkit.experiments.table3 import ls_sample_effect, paper_table3, sample_effect_claim, sample_effect_table, STATS
 from lshkit.train import Trainer, TrainConfig, train_step
 
 CFG = TrainConfig.preset("smoke").replace(emb_size=12, hidden_size=12, epochs=3)

@@ -21,7 +21,7 @@ be completed over several sittings.
 
 A sparse candidate's masks are not stored (only their hashes), so the build takes their graphs as
 it trains: the spectral gap and graph properties at epoch 0 and after every epoch, in
-``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.shootout`) and
+``<root>/<name>/graphs.json``. They feed the predictor shoot-out (:mod:`lshkit.experiments.shootout`) and
 the spectral-gap ranking (``ranking="gap"``) of a replayed search. An atlas built before the
 build took them gets them by retraining (:func:`record_graphs`, ``python -m lshkit atlas
 graphs``), with every mask hash checked against the record; that reproduces the masks only with

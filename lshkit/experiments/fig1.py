@@ -1,48 +1,28 @@
-"""The LS of pruned variants followed over training (paper Fig. 1) and its sample size (Table 3).
-
-- :func:`track_training`: train a dense model and pruned variants side by side, with the
-  LS of each before training and after every epoch, and their distances to the dense LS
-  (Fig. 1 A: LS curves, B: distance over training, C: perplexity curves).
-  :func:`early_ordering` checks Fig. 1's claim on it: the variant nearer the dense LS
-  early ends with the lower perplexity.
-- :func:`ls_sample_effect` / :func:`sample_effect_table`: max, min, mean and variance of
-  the LS from K = 2 and K = 10 validation samples, and the time each took (§4 ablation,
-  Table 3); :func:`train_variants` builds the "two pruned models" it is run on;
-  :func:`paper_table3` is the published table in the same layout and
-  :func:`sample_effect_claim` checks its claim (K changes the LS by at most 0.08, an
-  order of magnitude less than the gap between the pruned models).
-
-Every function returns tidy pandas frames; notebooks only save and plot them.
+"""Fig. 1: the LS of pruned variants followed over training, beside the dense model's, and the
+claim that the variant nearer the dense LS early ends with the lower perplexity.
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lshkit import paper
-from lshkit.checks import check_choice, check_number, check_positive_int
+from lshkit import embedding as emb
+from lshkit.atlas import Atlas
+from lshkit.callbacks import LSCallback, ls_tokens
+from lshkit.checks import check_choice, check_positive_int
 from lshkit.dst import SparseConfig
 from lshkit.embedding import LSEmbedding
-from lshkit.callbacks import LSCallback, check_spectrum, ls_tokens, timed_spectrum
-from lshkit.train import Trainer, TrainConfig
+from lshkit.stats import rank_correlation
+from lshkit.train import TrainConfig, Trainer
 
-__all__ = ["train_variants", "track_training", "early_ordering",
-           "ls_sample_effect", "sample_effect_table", "paper_table3", "sample_effect_claim",
-           "STATS", "DISTANCE_COLUMNS", "ORDER_OF_MAGNITUDE"]
 
-#: LS statistics of Table 3 (the paper prints max, min and variance; its text adds the mean).
-STATS = ("max", "min", "mean", "variance")
 #: Distance columns of :func:`track_training`: the raw L2 to the dense LS under each reading of the
 #: reference (at the same epoch, as the authors' code; the dense model's final LS, as the paper's
 #: text reads), and the paper's LS space.
 DISTANCE_COLUMNS = ("distance_same_epoch", "distance_final", "distance_pca")
-#: "An order of magnitude less" (Table 3 text): a ratio nearer 10 than 1 on a log scale.
-#: The paper's own Table 3 needs it: its variance gap is 9.4 times its largest delta.
-ORDER_OF_MAGNITUDE = 10 ** 0.5
 
 
 def _checkpoint_names(variants: dict) -> dict[str, str]:
@@ -191,94 +171,48 @@ def early_ordering(frame: pd.DataFrame, *, dense: str = "dense", epoch: int = 1)
     return pd.DataFrame(rows)
 
 
-def ls_sample_effect(model, corpus, *, ks=(2, 10), steps: int = 35, convention: str = "paper",
-                     repeats: int = 1, **spectrum) -> pd.DataFrame:
-    """Table 3: the LS of ``model`` from K validation samples (:func:`ls_tokens`) for each K
-    in ``ks``, ``repeats`` times (for the timings; the values are deterministic).
+#: The columns of :func:`trajectories` holding each reading's raw L2 to the dense LS.
+TRAJECTORY_DISTANCES = {"same_epoch": "distance_same_epoch", "final": "distance_final"}
 
-    One row per (samples, repeat): samples, repeat, max, min, mean, variance (population,
-    over the exponents), seconds, seconds_per_sample. ``model`` is a model, used as it is,
-    or a :class:`Trainer`, whose model is measured with the weights it evaluates (SNT-ASGD's
-    averaged ones once averaging is on), as the per-epoch LS of :class:`LSCallback`.
-    """
-    if (not isinstance(ks, (tuple, list)) or not ks or len(set(ks)) != len(ks)):
-        raise ValueError(f"ks must be distinct sample counts, e.g. (2, 10); got {ks!r}")
-    check_positive_int("repeats", repeats)
-    check_spectrum(convention, spectrum)
-    if isinstance(model, Trainer):
-        with model.optimizer.averaged():
-            return ls_sample_effect(model.model, corpus, ks=ks, steps=steps, convention=convention,
-                                    repeats=repeats, **spectrum)
-    tokens = {k: ls_tokens(corpus, k, steps) for k in ks}
+
+def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = None) -> pd.DataFrame:
+    """Fig. 1 over every atlas candidate: one row per (candidate, epoch) of training seed ``seed``
+    (default the atlas's main seed), the dense model included, with the LS embedded in one 2-D PCA
+    space fitted on every candidate and epoch (``pc1``, ``pc2``), the L2 between the raw spectra of
+    the candidate and the dense model under each reading of the reference
+    (:data:`TRAJECTORY_DISTANCES`): ``distance_same_epoch`` (the dense LS at the same epoch, what the
+    authors' code measures) and ``distance_final`` (the dense model's final LS; the dense model's own
+    row is how far its LS still is from where it ends), and the candidate's configuration (empty for
+    the dense model) and final validation perplexity."""
+    check_choice("convention", convention, ("paper", "full"))
+    seed = atlas.spec.seed if seed is None else seed
+    names = [n for n, r in atlas.records.items() if r["seed"] == seed and r["status"] == "ok"]
+    dense = atlas.record(None, seed)["name"]
+    histories = {n: atlas.ls(n, convention).astype(np.float64) for n in names}
+    points = emb.LSEmbedding("pca").fit(np.vstack(list(histories.values())))
     rows = []
-    for repeat in range(repeats):
-        for k in ks:
-            lam, seconds, _, _ = timed_spectrum(model, tokens[k], convention, **spectrum)
-            rows.append({"samples": k, "repeat": repeat, "max": lam.max(), "min": lam.min(),
-                         "mean": lam.mean(), "variance": lam.var(), "seconds": seconds,
-                         "seconds_per_sample": seconds / k})
+    for name, history in histories.items():
+        xy = points.transform(history)
+        record = atlas.records[name]
+        same = np.linalg.norm(history - histories[dense][: len(history)], axis=1)
+        final = np.linalg.norm(history - histories[dense][-1], axis=1)
+        for e, (x, y) in enumerate(xy):
+            rows.append({"name": name, "dense": record["params"] is None, **(record["params"] or {}), "epoch": e,
+                         "pc1": x, "pc2": y, "distance_same_epoch": same[e], "distance_final": final[e],
+                         "valid_ppl": record["epochs"][e]["valid_ppl"],
+                         "final_valid_ppl": record["epochs"][-1]["valid_ppl"]})
     return pd.DataFrame(rows)
 
 
-def sample_effect_table(effects: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Table 3's layout from ``{model name: ls_sample_effect frame}``: rows max, min, mean,
-    variance, seconds (means over repeats); columns (model, K) for every K, then
-    (model, "delta"): the absolute difference between the first and the last K."""
-    columns = {}
-    for name, frame in effects.items():
-        means = frame.groupby("samples", sort=False)[list(STATS) + ["seconds"]].mean()
-        for k, row in means.iterrows():
-            columns[name, str(k)] = row
-        columns[name, "delta"] = (means.iloc[-1] - means.iloc[0]).abs()
-    table = pd.DataFrame(columns)
-    table.columns.names = ["model", "samples"]
-    return table
-
-
-def paper_table3() -> pd.DataFrame:
-    """The paper's Table 3 (:data:`lshkit.paper.TABLE3`) in :func:`sample_effect_table`'s
-    layout: rows max, min, variance (the paper prints no mean and no time); columns
-    ("Pruned 1" | "Pruned 2", "2" | "10" | "delta"), delta as printed (2 decimals)."""
-    columns = {}
-    for name, stats in paper.TABLE3.items():
-        label = name.replace("_", " ").capitalize()
-        columns[label, "2"] = {stat: two for stat, (two, _) in stats.items()}
-        columns[label, "10"] = {stat: ten for stat, (_, ten) in stats.items()}
-        columns[label, "delta"] = {stat: round(abs(ten - two), 2) for stat, (two, ten) in stats.items()}
-    table = pd.DataFrame(columns)
-    table.columns.names = ["model", "samples"]
-    return table
-
-
-def sample_effect_claim(table: pd.DataFrame, *, bound: float = paper.TABLE3_MAX_DIFFERENCE,
-                        stats=("max", "min", "variance")) -> pd.DataFrame:
-    """Table 3's claim on a :func:`sample_effect_table` (or :func:`paper_table3`): the
-    number of samples K changes each LS statistic by at most ``bound`` (the paper: 0.08),
-    an order of magnitude less than the gap between the pruned models.
-
-    One row per statistic: stat, delta (the largest |first K - last K| over the models),
-    gap (the smallest difference between two models at the last K, the more accurate LS),
-    ratio (gap / delta; inf when only delta is 0, NaN when both are), within_bound
-    (delta <= bound) and order_of_magnitude (ratio >= :data:`ORDER_OF_MAGNITUDE`). The
-    claim holds where both are true in every row.
-    """
-    check_number("bound", bound, low=0)
-    if not isinstance(table, pd.DataFrame) or table.columns.nlevels != 2:
-        raise ValueError("table must be the frame sample_effect_table or paper_table3 returns")
-    models = list(dict.fromkeys(table.columns.get_level_values(0)))
-    if len(models) < 2:
-        raise ValueError(f"a gap between models needs at least two models; got {models}")
-    for stat in stats:
-        check_choice("stat", stat, list(table.index))
-    rows = []
-    for stat in stats:
-        delta = max(table.loc[stat, (m, "delta")] for m in models)
-        # The last K column is the one just before "delta" in each model's block.
-        last = [table.loc[stat, m].drop("delta").iloc[-1] for m in models]
-        gap = min(abs(a - b) for i, a in enumerate(last) for b in last[i + 1:])
-        ratio = gap / delta if delta > 0 else (math.inf if gap > 0 else math.nan)
-        # The epsilon keeps a delta printed as exactly the bound (2.67 - 2.59) from failing on rounding.
-        rows.append({"stat": stat, "delta": float(delta), "gap": float(gap), "ratio": float(ratio),
-                     "within_bound": bool(delta <= bound + 1e-9),
-                     "order_of_magnitude": bool(ratio >= ORDER_OF_MAGNITUDE)})
-    return pd.DataFrame(rows)
+def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=emb.REFERENCES, *,
+                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Fig. 1's early-ordering statistic under each reading, over a :func:`trajectories` frame:
+    Spearman's ρ of each pruned candidate's raw L2 to the dense LS (:data:`TRAJECTORY_DISTANCES`)
+    at epoch E with its final validation perplexity, with the bootstrap 95% interval of
+    :func:`lshkit.stats.rank_correlation`; one row per (reference, epoch)."""
+    epochs = list(epochs)
+    pruned = paths[~paths.dense & paths.epoch.isin(epochs)]
+    frames = [rank_correlation(pruned, TRAJECTORY_DISTANCES[r], target="final_valid_ppl", n_boot=n_boot, seed=seed)
+              .assign(reference=r) for r in emb.check_references(references)]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["reference"] + [c for c in out.columns if c != "reference"]]

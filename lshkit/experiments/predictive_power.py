@@ -1,23 +1,6 @@
 """The paper's central claim measured on the atlas: after E epochs, does a candidate's distance
 to the dense model in the LS space predict its final perplexity better than its validation loss?
 (Fig. 1, §3.2; Table 2 rests on it.)
-
-:func:`early_signals` reads both signals for every pruned candidate of an atlas at each early
-epoch; :func:`lshkit.stats.rank_correlation` gives Spearman's ρ between a signal and the final perplexity with
-a bootstrap 95% interval over candidates; :func:`lshkit.stats.paired_difference` the difference of two signals'
-ρ with a paired bootstrap interval (the same resampled candidates for both);
-:func:`predictive_power` both for every LS convention and embedding × distance;
-:func:`survival` the practical form (does the true best quarter survive a half-removal?);
-:func:`seed_noise` the training noise measured by the atlas's seed replicates; and
-:func:`paired_replays` the paired difference of two rankings over replayed searches (Table 2),
-:func:`best_combination` and :func:`optimal_only_from` the claims of Tables B2 and 4; and for
-setting the two readings of the LS reference side by side, :func:`with_arms` (which reading, or
-which other ranking, each search is), :func:`arm_table` (one column per arm) and
-:func:`paired_by_reading` (LS − loss once per reading). The early signals under each reading:
-:func:`reference_signals`, :func:`by_reference`, :func:`survival_by_reference` and
-:func:`ordering_by_reference`; :func:`distinct_values` shows the epochs where a signal only tells
-the sparse inits apart; :func:`reference_drift`, :func:`floor_exponents`, :func:`nearest_half`
-and :func:`reference_drift_figure` diagnose why one reading ranks and the other does not.
 """
 from __future__ import annotations
 
@@ -30,23 +13,22 @@ import pandas as pd
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_choice, check_int, check_number
-from lshkit.stats import interval_verdict, overall_verdict, paired_difference, rank_correlation, summarise
+from lshkit.stats import interval_verdict, paired_difference, rank_correlation
+from lshkit.experiments.readings import READINGS
 
-__all__ = ["early_signals", "predictive_power", "survival", "seed_noise",
-           "paired_replays", "best_combination", "optimal_only_from",
-           "time_to_target_summary", "trajectories", "with_arms", "arm_table", "paired_by_reading", "SIGNALS",
-           "READINGS", "READING_NOTES", "TRAJECTORY_DISTANCES", "LS_FLOOR", "reference_signals", "by_reference",
-           "survival_by_reference", "distinct_values", "ordering_by_reference", "reference_drift", "floor_exponents",
-           "nearest_half", "reference_drift_figure", "time_to_target_by_reference"]
 
 #: The two early signals the paper sets against each other, in the order tables show them.
 SIGNALS = ("ls_distance", "valid_loss")
-#: How tables name LS ranking under each reading of its reference (:data:`lshkit.embedding.REFERENCES`,
-#: in that order: the dense LS at the candidate's epoch, as the authors' code, then its final LS).
-READINGS = {"same_epoch": "LS (same epoch)", "final": "LS (final)"}
-#: What each reading is, for the sentences that state a verdict per reading.
-READING_NOTES = {"same_epoch": "the dense LS at the candidate's epoch (the authors' code, which made the paper's numbers)",
-                 "final": "the dense model's final LS (the paper's text read literally)"}
+
+
+#: log2 of the floor every ``|r_ii|`` is clamped to before the log (:data:`lshkit.ls.R_FLOOR`,
+#: 1e-30): an exponent there is a direction annihilated at every step (a fully pruned row's), not a
+#: blow-up.
+LS_FLOOR = math.log2(1e-30)
+
+
+#: Each reading as figures name it (the keys of :data:`lshkit.report.PALETTE`).
+_READING_NAMES = {"same_epoch": "same-epoch reference", "final": "final reference"}
 
 
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
@@ -150,218 +132,6 @@ def seed_noise(atlas: Atlas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_replays(frame: pd.DataFrame, *, a: str = "ls", b: str = "loss", column: str = "ranking",
-                   by=("sampler", "budget"), value: str = "test_ppl") -> pd.DataFrame:
-    """Per group of ``by``: the mean of ``value`` when ``column`` is ``a`` minus when it is ``b``
-    (by default LS ranking minus loss ranking, Table 2), paired by seed (the same seed gives both
-    searches the same initial pool), with its 95% Student-t interval over the pairs
-    (:func:`lshkit.stats.summarise`), how many pairs each side won, and the verdict on "``a``
-    selects better models" (a difference below 0, :func:`lshkit.stats.interval_verdict`)."""
-    by = list(by)
-    wide = frame.pivot_table(index=by + ["seed"], columns=column, values=value).reset_index()
-    if a not in wide or b not in wide:
-        raise ValueError(f"frame needs searches with {column} {a!r} and {b!r}")
-    wide["difference"] = wide[a] - wide[b]
-    out = summarise(wide, by, value="difference").rename(columns={"n": "pairs", "mean": "difference"})
-    out["lo"], out["hi"] = out.difference - out.ci95, out.difference + out.ci95
-    out["verdict"] = [interval_verdict(lo, hi, better="below") for lo, hi in zip(out.lo, out.hi)]
-    wins = wide.groupby(by, sort=False)["difference"].agg(
-        **{f"{a}_better": lambda d: int((d < 0).sum()), f"{b}_better": lambda d: int((d > 0).sum())}).reset_index()
-    return out.drop(columns=["std", "ci95"]).merge(wins, on=by)
-
-
-def with_arms(frame: pd.DataFrame, *, column: str = "ranking", ls: str = "ls") -> pd.DataFrame:
-    """``frame`` (searches, one per row) with a column ``arm``: :data:`READINGS` of its ``reference``
-    for a search ranked by ``ls`` ("LS (same epoch)", "LS (final)"), its ``column`` value otherwise
-    ("loss", "gap": rankings that read no LS have no reading). A frame without a ``reference``
-    column holds searches saved before the reading was an option, which all read the dense model's
-    final LS (the replays committed then are named ``reference=final``): its LS searches are
-    "LS (final)". An LS search with another or no reading is an error."""
-    if column not in frame:
-        raise ValueError(f"frame has no column {column!r}; its columns are {list(frame.columns)}")
-    ranking = frame[column].astype(str)
-    reference = frame["reference"] if "reference" in frame else pd.Series("final", index=frame.index)
-    is_ls = ranking == ls
-    unread = sorted(set(reference[is_ls & ~reference.isin(list(READINGS))].astype(str)))
-    if unread:
-        raise ValueError(f"LS-ranked searches with reference {unread}; valid: {list(READINGS)}")
-    return frame.assign(arm=ranking.where(~is_ls, reference.map(READINGS)))
-
-
-def arm_table(frame: pd.DataFrame, by, *, arms, value: str = "test_ppl", fmt: str = "{:.1f}") -> pd.DataFrame:
-    """The arms of a comparison side by side: one row per combination of the values of ``by``
-    present in ``frame`` (in order of appearance), one column per arm of ``arms`` (column ``arm``,
-    :func:`with_arms`), each cell the mean of ``value`` with its 95% Student-t interval and n
-    (:func:`lshkit.stats.summarise`; a single search shows its value and n=1), and "missing" where the arm has no search in that row (a cell not
-    run), so that a table over several runs shows what is absent instead of failing."""
-    from lshkit.report import with_interval
-
-    by, arms = [by] if isinstance(by, str) else list(by), list(arms)
-    if not arms:
-        raise ValueError("arms must name at least one arm")
-    table = summarise(frame, by + ["arm"], value)
-    table["cell"] = (with_interval(table["mean"], table["mean"] - table["ci95"], table["mean"] + table["ci95"], fmt)
-                     + " n=" + table["n"].astype(str)).where(table["n"] > 0, "missing")
-    rows = (pd.MultiIndex.from_product([pd.unique(frame[c]) for c in by], names=by) if len(by) > 1
-            else pd.Index(pd.unique(frame[by[0]]), name=by[0]))
-    return (table.pivot(index=by, columns="arm", values="cell").reindex(index=rows, columns=arms)
-            .astype(object).fillna("missing").rename_axis(columns=None))
-
-
-def paired_by_reading(frame: pd.DataFrame, *, baseline: str = "loss", by=("sampler", "budget"),
-                      value: str = "test_ppl") -> pd.DataFrame:
-    """:func:`paired_replays` of LS ranking minus ``baseline`` ranking once per reading of the LS
-    reference in ``frame`` (column ``arm``, :func:`with_arms`): each reading's LS searches against
-    the same ``baseline`` searches, paired by seed. One row per reading and group of ``by``, with
-    the reading first (column ``reference``, in :data:`READINGS` order); a reading not run at all has
-    no rows, and a group where the baseline ran but the reading did not has the verdict "not run"
-    (0 pairs), which keeps :func:`lshkit.stats.overall_verdict` from saying the claim holds in every cell.
-    Columns as :func:`paired_replays` (``ls_better``, ``<baseline>_better``)."""
-    by = list(by)
-    base = frame[frame.arm == baseline]
-    if base.empty:
-        raise ValueError(f"frame has no search of arm {baseline!r}; its arms are {sorted(set(frame.arm))}")
-    tables = []
-    for reference, label in READINGS.items():
-        ls = frame[frame.arm == label]
-        if ls.empty:
-            continue
-        table = paired_replays(pd.concat([ls.assign(arm="ls"), base]), a="ls", b=baseline, column="arm", by=by,
-                               value=value)
-        ran = table[by].apply(tuple, axis=1).isin(set(ls[by].apply(tuple, axis=1)))
-        tables.append(table.assign(reference=reference, verdict=table.verdict.where(ran, "not run")))
-    if not tables:
-        raise ValueError(f"frame has no LS-ranked search; its arms are {sorted(set(frame.arm))}")
-    table = pd.concat(tables, ignore_index=True)
-    return table[["reference"] + [c for c in table.columns if c != "reference"]]
-
-
-def best_combination(frame: pd.DataFrame, best=("pca", "l2"), *, columns=("embedding", "distance"),
-                     by=("embedding_fit",), value: str = "test_ppl") -> tuple[pd.DataFrame, str]:
-    """Table B2's claim that one combination of ``columns`` (PCA with L2) is the best: per other
-    combination present, :func:`paired_replays` of ``best`` minus it, and the claim's state: it
-    holds when ``best`` is better than every other, judged by the intervals (:func:`lshkit.stats.overall_verdict`)."""
-    combination = frame[list(columns)].astype(str).agg("/".join, axis=1)
-    label = "/".join(best)
-    others = [c for c in dict.fromkeys(combination) if c != label]
-    if label not in set(combination) or not others:
-        raise ValueError(f"best={best!r} and at least one other combination of {list(columns)} must be in the frame; "
-                         f"it has {sorted(set(combination))}")
-    rows = [paired_replays(frame.assign(combination=combination), a=label, b=other, column="combination", by=by,
-                           value=value).rename(columns={f"{label}_better": "best_better", f"{other}_better": "other_better"})
-            .assign(other=other) for other in others]
-    table = pd.concat(rows, ignore_index=True)
-    return table, overall_verdict(table.verdict)
-
-
-def optimal_only_from(searches: pd.DataFrame, first: int = 3) -> tuple[pd.DataFrame, str]:
-    """Table 4's claim that the optimal configuration is selected only for E ≥ ``first``: per
-    schedule E (one search each, columns ``E`` and ``optimal_selected``), whether it selected the
-    optimum and whether the claim says it should; the claim holds when every E agrees. Each E is
-    one deterministic search on the atlas, so there is no interval here: a single disagreement
-    decides."""
-    table = searches[["E", "optimal_selected"]].astype({"E": int, "optimal_selected": bool}).sort_values("E")
-    table["claimed"] = table.E >= first
-    return table.reset_index(drop=True), "holds" if (table.optimal_selected == table.claimed).all() else "does not hold"
-
-
-def time_to_target_summary(frame: pd.DataFrame, *, baseline: str = "full training", n_boot: int = 2000,
-                           seed: int = 0) -> pd.DataFrame:
-    """Fig. 3 right over repeats (a frame of :func:`lshkit.atlas.replay.replay_time_to_target`): per
-    method, the share of repeats that reached the target, the median seconds to it with the
-    2.5 and 97.5 percentiles over repeats (a repeat that never got there counts as infinitely
-    long), and the speed-up ``median(baseline) / median(method)`` with a bootstrap 95% interval
-    over repeats (resampled in pairs: the same seeds for both)."""
-    check_int("n_boot", n_boot, low=10)
-    wide = frame.pivot(index="repeat", columns="method", values="seconds").fillna(np.inf)
-    if baseline not in wide:
-        raise ValueError(f"baseline={baseline!r} is not a method of the frame; its methods are {list(wide.columns)}")
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(wide), size=(n_boot, len(wide)))
-    base = wide[baseline].to_numpy()
-    rows = []
-    for method in wide.columns:
-        t = wide[method].to_numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot = np.median(base[index], axis=1) / np.median(t[index], axis=1)
-            speedup = np.median(base) / np.median(t)
-        lo, hi = np.quantile(boot, [0.025, 0.975])
-        # Percentiles of the repeats themselves (no interpolation, which is undefined between two
-        # repeats that never reached the target).
-        p_lo, p_hi = np.quantile(t, [0.025, 0.975], method="inverted_cdf")
-        rows.append({"method": method, "repeats": len(t), "reached": float(np.isfinite(t).mean()),
-                     "median_seconds": float(np.median(t)), "p2.5_seconds": float(p_lo),
-                     "p97.5_seconds": float(p_hi), "speedup": float(speedup),
-                     "speedup_lo": float(lo), "speedup_hi": float(hi)})
-    return pd.DataFrame(rows)
-
-
-def time_to_target_by_reference(frame: pd.DataFrame, *, ls_method: str = "LSH (ls ranking)",
-                                baseline: str = "full training", holds_above: float | None = None,
-                                n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """:func:`time_to_target_summary` of replays made under several readings of the LS reference
-    (a frame with a ``reference`` column, :func:`lshkit.baselines.atlas_time_to_target`):
-    ``ls_method`` once per reading, its ``reference`` named; the other methods, which read no LS,
-    once, from the first reading's replays (``reference`` empty). With ``holds_above``, a column
-    ``verdict`` on "the speed-up is above ``holds_above``", judged by its interval
-    (:func:`lshkit.stats.interval_verdict`)."""
-    readings = list(pd.unique(frame.reference))
-    parts = []
-    for k, reference in enumerate(readings):
-        summary = time_to_target_summary(frame[frame.reference == reference], baseline=baseline, n_boot=n_boot,
-                                         seed=seed)
-        mine = summary.method == ls_method
-        parts.append(summary[mine].assign(reference=reference))
-        if k == 0:
-            shared = summary[~mine].assign(reference=None)
-    out = pd.concat(parts + [shared], ignore_index=True)
-    if holds_above is not None:
-        out["verdict"] = [interval_verdict(lo, hi, threshold=holds_above)
-                          for lo, hi in zip(out.speedup_lo, out.speedup_hi)]
-    return out[["reference"] + [c for c in out.columns if c != "reference"]]
-
-
-def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = None) -> pd.DataFrame:
-    """Fig. 1 over every atlas candidate: one row per (candidate, epoch) of training seed ``seed``
-    (default the atlas's main seed), the dense model included, with the LS embedded in one 2-D PCA
-    space fitted on every candidate and epoch (``pc1``, ``pc2``), the L2 between the raw spectra of
-    the candidate and the dense model under each reading of the reference
-    (:data:`TRAJECTORY_DISTANCES`): ``distance_same_epoch`` (the dense LS at the same epoch, what the
-    authors' code measures) and ``distance_final`` (the dense model's final LS; the dense model's own
-    row is how far its LS still is from where it ends), and the candidate's configuration (empty for
-    the dense model) and final validation perplexity."""
-    check_choice("convention", convention, ("paper", "full"))
-    seed = atlas.spec.seed if seed is None else seed
-    names = [n for n, r in atlas.records.items() if r["seed"] == seed and r["status"] == "ok"]
-    dense = atlas.record(None, seed)["name"]
-    histories = {n: atlas.ls(n, convention).astype(np.float64) for n in names}
-    points = emb.LSEmbedding("pca").fit(np.vstack(list(histories.values())))
-    rows = []
-    for name, history in histories.items():
-        xy = points.transform(history)
-        record = atlas.records[name]
-        same = np.linalg.norm(history - histories[dense][: len(history)], axis=1)
-        final = np.linalg.norm(history - histories[dense][-1], axis=1)
-        for e, (x, y) in enumerate(xy):
-            rows.append({"name": name, "dense": record["params"] is None, **(record["params"] or {}), "epoch": e,
-                         "pc1": x, "pc2": y, "distance_same_epoch": same[e], "distance_final": final[e],
-                         "valid_ppl": record["epochs"][e]["valid_ppl"],
-                         "final_valid_ppl": record["epochs"][-1]["valid_ppl"]})
-    return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------ the two readings of the LS reference
-
-#: The columns of :func:`trajectories` holding each reading's raw L2 to the dense LS.
-TRAJECTORY_DISTANCES = {"same_epoch": "distance_same_epoch", "final": "distance_final"}
-#: log2 of the floor every ``|r_ii|`` is clamped to before the log (:data:`lshkit.ls.R_FLOOR`,
-#: 1e-30): an exponent there is a direction annihilated at every step (a fully pruned row's), not a
-#: blow-up.
-LS_FLOOR = math.log2(1e-30)
-#: Each reading as figures name it (the keys of :data:`lshkit.report.PALETTE`).
-_READING_NAMES = {"same_epoch": "same-epoch reference", "final": "final reference"}
-
-
 def reference_signals(atlas: Atlas, epochs=range(6), *, references=emb.REFERENCES, **settings) -> pd.DataFrame:
     """:func:`early_signals` under each reading of the dense reference in ``references``, in one
     frame whose first column ``reference`` names the reading (the loss and the final perplexities,
@@ -439,20 +209,6 @@ def distinct_values(frame: pd.DataFrame, signals=SIGNALS, *, by: str = "sparse_i
                          "groups": group[by].nunique(),
                          "only_by": bool((group.groupby(by)[signal].nunique() <= 1).all())})
     return pd.DataFrame(rows)
-
-
-def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=emb.REFERENCES, *,
-                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Fig. 1's early-ordering statistic under each reading, over a :func:`trajectories` frame:
-    Spearman's ρ of each pruned candidate's raw L2 to the dense LS (:data:`TRAJECTORY_DISTANCES`)
-    at epoch E with its final validation perplexity, with the bootstrap 95% interval of
-    :func:`lshkit.stats.rank_correlation`; one row per (reference, epoch)."""
-    epochs = list(epochs)
-    pruned = paths[~paths.dense & paths.epoch.isin(epochs)]
-    frames = [rank_correlation(pruned, TRAJECTORY_DISTANCES[r], target="final_valid_ppl", n_boot=n_boot, seed=seed)
-              .assign(reference=r) for r in emb.check_references(references)]
-    out = pd.concat(frames, ignore_index=True)
-    return out[["reference"] + [c for c in out.columns if c != "reference"]]
 
 
 def _pruned_records(atlas: Atlas, seed: int):

@@ -4,7 +4,7 @@ Three papers claim a predictor of a sparse recurrent network's performance; here
 same candidates (every pruned candidate of an atlas, each trained to the end), at each early epoch E:
 
 - the LS distance to the dense model (Zheng & Shlizerman, arXiv 2506.07975, §3.2, Fig. 1), as a
-  search ranks by it (:func:`lshkit.evidence.early_signals`), under each reading of the dense
+  search ranks by it (:func:`lshkit.experiments.predictive_power.early_signals`), under each reading of the dense
   reference (:data:`lshkit.embedding.REFERENCES`: the dense LS at the candidate's epoch, as the
   authors' code, or its final LS, as the paper's text reads), one predictor per reading
   (:data:`LS_PREDICTORS`);
@@ -23,22 +23,26 @@ as their final perplexity does, for all of them alike.
 """
 from __future__ import annotations
 
+
 import pandas as pd
 
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_int
-from lshkit.evidence import early_signals, with_arms
-from lshkit.stats import paired_difference, rank_correlation
 from lshkit.graph import gap_score, out_of_fold
+from lshkit.stats import paired_difference, rank_correlation
+from lshkit.experiments.predictive_power import early_signals
+from lshkit.experiments.readings import paired_replays, with_arms
 
-__all__ = ["PREDICTORS", "LS_PREDICTORS", "LABELS", "shootout_signals", "predictor_shootout", "within_groups",
-           "graph_features", "present", "rules_versus"]
 
 #: The LS distance's predictor under each reading of the dense reference.
 LS_PREDICTORS = {"same_epoch": "ls_same_epoch", "final": "ls_final"}
+
+
 #: The predictors, in the order tables show them (a frame holds the LS ones of the readings it was built with).
 PREDICTORS = (*LS_PREDICTORS.values(), "valid_loss", "neg_gap_min", "neg_gap_mean", "graph_forest")
+
+
 LABELS = {"ls_same_epoch": "LS distance, same-epoch reference", "ls_final": "LS distance, final reference",
           "valid_loss": "validation loss", "neg_gap_min": "spectral gap, weakest layer (negated)",
           "neg_gap_mean": "spectral gap, layer mean (negated)",
@@ -63,7 +67,7 @@ def shootout_signals(atlas: Atlas, epochs=range(6), *, references=emb.REFERENCES
     of :data:`PREDICTORS` at E (the LS distance once per reading in ``references``:
     :data:`LS_PREDICTORS`), the raw ``gap_min`` and ``gap_mean``, and the final validation
     and test perplexity, with the candidate's configuration. ``ls_space``: the LS setting of
-    :func:`lshkit.evidence.early_signals` (default the paper convention, PCA, L2). The forest (``trees`` trees, ``folds`` folds, seeded
+    :func:`lshkit.experiments.predictive_power.early_signals` (default the paper convention, PCA, L2). The forest (``trees`` trees, ``folds`` folds, seeded
     by ``seed``) is fitted per epoch on that epoch's graph properties alone. The atlas's mask
     graphs must reach the last epoch (``python -m lshkit atlas graphs``)."""
     check_int("folds", folds, low=2)
@@ -137,11 +141,10 @@ def within_groups(frame: pd.DataFrame, by: str, epoch: int, predictors=None, *, 
 def rules_versus(replays: pd.DataFrame, a: str = "gap", *, by=("sampler",), value: str = "test_ppl") -> pd.DataFrame:
     """The removal rule ``a`` against every other rule of replayed searches (a frame of
     :func:`lshkit.atlas.replay.replay_sweep` with a ``ranking`` axis and, for LS ranking, a ``reference``
-    one): the rules are the arms of :func:`lshkit.evidence.with_arms` ("gap", "loss", "LS (same
-    epoch)", "LS (final)"), and each comparison is :func:`lshkit.evidence.paired_replays` of ``a``
+    one): the rules are the arms of :func:`lshkit.experiments.readings.with_arms` ("gap", "loss", "LS (same
+    epoch)", "LS (final)"), and each comparison is :func:`lshkit.experiments.readings.paired_replays` of ``a``
     minus the other, paired by seed (the same seed gives every rule the same initial pool), per
     group of ``by``. Columns as there (``a_better``, ``other_better``) and ``against``."""
-    from lshkit.evidence import paired_replays
 
     arms = with_arms(replays)
     if a not in set(arms.arm):
