@@ -19,8 +19,8 @@ from lshkit.search import SearchConfig, run_search
 from lshkit.search.full_training import full_training_search
 from lshkit.stats import interval_verdict
 from lshkit.sweep import expand, run_sweep
-from lshkit.experiments.readings import paired_replays
 from lshkit.experiments.fixed import atlas_fixed, check_config, selfish_rnn_config, sized, train_fixed
+from lshkit.experiments.readings import READING_LABELS, paired_replays
 from lshkit.experiments.table1 import METHODS
 
 
@@ -146,10 +146,9 @@ def robustness_labels(frame: pd.DataFrame) -> pd.Series:
     """The label a figure gives each row of a :func:`robustness` or
     :func:`atlas_robustness_by_reference` frame: its method, and for LSH the reading of its
     reference where the frame names one ("LSH (TPE, LS ranking), same-epoch reference")."""
-    names = {"same_epoch": "same-epoch reference", "final": "final reference"}
     if "reference" not in frame:
         return frame.method.copy()
-    reading = frame.reference.map(names)
+    reading = frame.reference.map(READING_LABELS)
     return frame.method.where(reading.isna(), frame.method + ", " + reading.fillna(""))
 
 
@@ -343,11 +342,10 @@ def time_to_target_labels(times: pd.DataFrame, *, ls_method: str = "LSH (ls rank
     """The curves of Fig. 3 right in a frame of :func:`atlas_time_to_target`: ``ls_method``'s rows
     once per reading, labelled with it ("LSH (ls ranking), same-epoch reference"), and the other
     methods' rows once (the first reading's copies), labelled with the method; column ``label``."""
-    names = {"same_epoch": "same-epoch reference", "final": "final reference"}
     first = times.reference == times.reference.iloc[0]
     mine = times.method == ls_method
     out = times[mine | first]
-    label = out.method.where(out.method != ls_method, out.method + ", " + out.reference.map(names))
+    label = out.method.where(out.method != ls_method, out.method + ", " + out.reference.map(READING_LABELS))
     return out.assign(label=label).reset_index(drop=True)
 
 

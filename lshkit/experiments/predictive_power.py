@@ -14,7 +14,7 @@ from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_choice, check_int, check_number
 from lshkit.stats import interval_verdict, paired_difference, rank_correlation
-from lshkit.experiments.readings import READINGS
+from lshkit.experiments.readings import READINGS, READING_LABELS
 
 
 #: The two early signals the paper sets against each other, in the order tables show them.
@@ -28,9 +28,6 @@ LS_FLOOR = math.log2(1e-30)
 
 
 #: Each reading as figures name it (the keys of :data:`lshkit.report.PALETTE`).
-_READING_NAMES = {"same_epoch": "same-epoch reference", "final": "final reference"}
-
-
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
                   distance: str = "l2", fit: str = "candidate", reference: str = "same_epoch",
                   seed: int | None = None) -> pd.DataFrame:
@@ -352,7 +349,7 @@ def reference_drift_figure(drift: pd.DataFrame, signals: pd.DataFrame, *, epoch:
         ax.axvline(part.ls_distance.median(), color=palette["dense"], ls=":", lw=0.8,
                    label="half-removal cut\n(keeps the left)")
         rho = part[["ls_distance", "final_valid_ppl"]].corr("spearman").iloc[0, 1]
-        name = _READING_NAMES[reference]
+        name = READING_LABELS[reference]
         ax.set(xscale="log", yscale="log", xlabel=f"{distance_label} at E = {epoch} (log scale)",
                ylabel="final validation perplexity (log scale)" if ax is axes[1] else "")
         for axis, subs in ((ax.xaxis, (1, 2, 5)), (ax.yaxis, (1, 2, 3, 5))):  # plain numbers, a few of them

@@ -16,6 +16,8 @@ READINGS = {"same_epoch": "LS (same epoch)", "final": "LS (final)"}
 
 
 #: What each reading is, for the sentences that state a verdict per reading.
+#: How figures and labels name each reading (:data:`lshkit.report.PALETTE` has a colour for each).
+READING_LABELS = {"same_epoch": "same-epoch reference", "final": "final reference"}
 READING_NOTES = {"same_epoch": "the dense LS at the candidate's epoch (the authors' code, which made the paper's numbers)",
                  "final": "the dense model's final LS (the paper's text read literally)"}
 

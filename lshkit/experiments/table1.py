@@ -18,6 +18,7 @@ from lshkit.train import TrainConfig
 
 
 from lshkit.experiments.fixed import SELFISH_RNN, atlas_fixed, check_config, selfish_rnn_config, train_fixed
+from lshkit.experiments.readings import READING_LABELS
 #: Table 1's methods, in its column order, with the labels the notebooks print.
 METHODS = {"dense": "dense", "selfish_rnn": "Selfish-RNN default", "lsh": "LSH pick"}
 
@@ -81,9 +82,6 @@ def atlas_methods(atlas, out, *, repeats: int = 100, first_seed: int = 0, budget
     return pd.DataFrame([{"model": spec.model, "dataset": dataset, "label": METHODS[r["method"]], **r} for r in rows])
 
 
-_READING_LABELS = {"same_epoch": "same-epoch reference", "final": "final reference"}
-
-
 def _methods_by_reference(frames: dict) -> pd.DataFrame:
     """Table 1 rows of one model under several readings of the LS reference (``frames``: reading ->
     a :func:`compare_methods` or :func:`atlas_methods` frame) as one frame with a
@@ -92,7 +90,7 @@ def _methods_by_reference(frames: dict) -> pd.DataFrame:
     reading's rows; ``reference`` empty)."""
     check_references(list(frames))
     lsh = [frame[frame.method == "lsh"].assign(reference=reference,
-                                               label=f"{METHODS['lsh']}, {_READING_LABELS[reference]}")
+                                               label=f"{METHODS['lsh']}, {READING_LABELS[reference]}")
            for reference, frame in frames.items()]
     first = next(iter(frames.values()))
     order = {m: i for i, m in enumerate(METHODS)}
