@@ -1,6 +1,6 @@
 """Sparse recurrent layers as graphs: the spectral gap against the Ramanujan bound, the graph
-properties of a hidden-to-hidden mask, random-graph masks, and a random forest that predicts
-a network's accuracy from those properties.
+properties of a hidden-to-hidden mask, and a random forest that predicts a network's accuracy
+from those properties.
 
 Two neighbouring studies read a pruned RNN through its masks' graphs:
 
@@ -9,11 +9,13 @@ Two neighbouring studies read a pruned RNN through its masks' graphs:
   bipartite graph between its input and output units; a positive spectral gap (the graph is
   Ramanujan-like, an expander) goes with preserved accuracy. :func:`spectral_gap`.
 - Darji, "Investigating Sparsity in Recurrent Neural Networks" (arXiv 2407.20601): the
-  hidden-to-hidden mask is a graph on the hidden units; masks drawn from random graphs
-  (Erdős–Rényi, Watts–Strogatz, Barabási–Albert), their graph properties, and a random
-  forest regressor of accuracy from the properties (R² 0.81 for GRU; node count and
-  betweenness centrality the most important). :func:`graph_properties`,
-  :func:`random_graph`, :func:`predict_from_properties`.
+  hidden-to-hidden mask is a graph on the hidden units; masks drawn from random graphs, their
+  graph properties, and a random forest regressor of accuracy from the properties (R² 0.81 for
+  GRU; node count and betweenness centrality the most important). :func:`graph_properties`,
+  :func:`predict_from_properties`.
+
+The studies themselves are in :mod:`lshkit.studies`; the search and the predictor shoot-out use
+the gap and the properties here as predictors of any candidate.
 
 Every function takes a plain mask (a 2-D bool/0-1 tensor or array, or a weight matrix whose
 non-zeros are the edges) or a dict of them named as the parameters they mask (what
@@ -23,15 +25,13 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
-from .checks import check_choice, check_number, check_positive_int
+from .checks import check_positive_int
 
 __all__ = ["as_mask", "spectral_gap", "mask_spectral_gaps", "gap_summary", "hidden_adjacency", "graph_properties",
-           "mask_graph_features", "gap_score", "GRAPH_KINDS", "random_graph", "sample_graph_specs", "embed_graph",
-           "predict_from_properties", "out_of_fold", "PROPERTY_FEATURES", "gap_vs_accuracy"]
+           "mask_graph_features", "gap_score", "predict_from_properties", "out_of_fold", "PROPERTY_FEATURES"]
 
 
 def as_mask(mask) -> np.ndarray:
@@ -277,75 +277,6 @@ def mask_graph_features(masks, *, max_sources: int = 300, seed: int = 0) -> dict
     return out
 
 
-# -- random graphs as hidden-to-hidden masks ----------------------------------------------
-
-#: networkx generators; each spec's parameters are drawn by :func:`sample_graph_specs`.
-GRAPH_KINDS = ("erdos_renyi", "watts_strogatz", "barabasi_albert")
-
-
-def random_graph(kind: str, nodes: int, *, p: float | None = None, k: int | None = None, m: int | None = None,
-                 seed: int = 0) -> nx.Graph:
-    """One networkx random graph: ``erdos_renyi`` G(n, p); ``watts_strogatz`` ring of n
-    nodes, each joined to its k nearest, rewired with probability p; ``barabasi_albert``
-    preferential attachment, m edges per new node."""
-    check_choice("kind", kind, GRAPH_KINDS)
-    check_positive_int("nodes", nodes)
-    if kind == "erdos_renyi":
-        check_number("p", p, low=0, high=1)
-        return nx.gnp_random_graph(nodes, p, seed=seed)
-    if kind == "watts_strogatz":
-        check_number("p", p, low=0, high=1)
-        check_positive_int("k", k)
-        if k >= nodes:
-            raise ValueError(f"k={k} is not valid for watts_strogatz on {nodes} nodes; it must be below nodes")
-        return nx.watts_strogatz_graph(nodes, k, p, seed=seed)
-    check_positive_int("m", m)
-    if m >= nodes:
-        raise ValueError(f"m={m} is not valid for barabasi_albert on {nodes} nodes; it must be below nodes")
-    return nx.barabasi_albert_graph(nodes, m, seed=seed)
-
-
-def sample_graph_specs(count: int, node_counts, *, seed: int = 0) -> list[dict]:
-    """``count`` graph specs, each kind in turn, nodes drawn from ``node_counts`` and the
-    parameters uniformly from: ER p in [0.05, 0.6]; WS k even in [2, min(8, n−1)], p in
-    [0, 1]; BA m in [1, min(5, n−1)]. Each spec carries its own graph seed."""
-    check_positive_int("count", count)
-    node_counts = list(node_counts)
-    if not node_counts or any(isinstance(n, bool) or not isinstance(n, int) or n < 3 for n in node_counts):
-        raise ValueError(f"node_counts={node_counts!r} is not valid; give integers >= 3")
-    rng = np.random.default_rng(seed)
-    specs = []
-    for i in range(count):
-        kind = GRAPH_KINDS[i % len(GRAPH_KINDS)]
-        n = int(rng.choice(node_counts))
-        spec = {"kind": kind, "graph_nodes": n, "p": float("nan"), "k": 0, "m": 0, "graph_seed": int(rng.integers(2**31))}
-        if kind == "erdos_renyi":
-            spec["p"] = float(rng.uniform(0.05, 0.6))
-        elif kind == "watts_strogatz":
-            spec["k"] = int(2 * rng.integers(1, max(1, min(8, n - 1) // 2) + 1))
-            spec["p"] = float(rng.uniform(0, 1))
-        else:
-            spec["m"] = int(rng.integers(1, min(5, n - 1) + 1))
-        specs.append(spec)
-    return specs
-
-
-def embed_graph(graph: nx.Graph, hidden: int, *, seed: int = 0) -> np.ndarray:
-    """A graph's adjacency placed on ``len(graph)`` of ``hidden`` units chosen at random
-    (seeded), as a symmetric bool ``[hidden, hidden]`` hidden-to-hidden connectivity.
-    Units outside the graph keep their input and output weights but no recurrent ones. The
-    thesis's summary does not give its node-to-unit mapping; this is ours, stated."""
-    n = graph.number_of_nodes()
-    if n > hidden:
-        raise ValueError(f"a graph of {n} nodes does not fit {hidden} hidden units")
-    units = np.random.default_rng(seed).choice(hidden, n, replace=False)
-    adj = np.zeros((hidden, hidden), dtype=bool)
-    a = nx.to_numpy_array(graph, nodelist=sorted(graph.nodes), dtype=bool)
-    adj[np.ix_(units, units)] = a
-    np.fill_diagonal(adj, False)
-    return adj
-
-
 # -- the performance predictor --------------------------------------------------------------
 
 
@@ -396,50 +327,3 @@ def predict_from_properties(frame: pd.DataFrame, target: str, features=PROPERTY_
     summary = {"r2": r2, "r2_low": r2_low, "r2_high": r2_high, "rows": len(y), "folds": folds,
                "target_std": float(y.std())}
     return summary, importances.reset_index(drop=True)
-
-
-def gap_vs_accuracy(frame: pd.DataFrame, tolerance: float = 0.02,
-                    keys=("task", "variant", "method", "finetuned")) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Does accuracy drop where the spectral gap turns negative, as arXiv 2403.11100 reports?
-
-    ``frame``: pruning-curve rows (``lshkit.sequence.pruning_curve``) with ``sparsity``,
-    ``accuracy``, ``dense_accuracy`` and per-layer ``gap_ih``/``gap_hh``. A network's gap is
-    its smallest layer gap (one non-expanding layer is a bottleneck). Per condition ``keys``,
-    over the seeds' means: ``s_negative``, the first sparsity whose mean gap is below 0;
-    ``s_drop``, the first whose mean accuracy is more than ``tolerance`` below the dense mean;
-    and ``relation``: "at the sign change" (the drop at s_negative or the next level), "before"
-    (accuracy falls while every gap is positive), "after", "no drop", or "gap stays positive".
-    Also, over every pruned network, the share that kept its seed's dense accuracy within
-    ``tolerance``, by the sign of its gap. Returns ``(conditions, by_sign)``."""
-    check_number("tolerance", tolerance, low=0)
-    keys = [k for k in keys if k in frame.columns]
-    f = frame.assign(gap=frame[["gap_ih", "gap_hh"]].min(axis=1),
-                     preserved=frame.accuracy >= frame.dense_accuracy - tolerance)
-    means = f.groupby(keys + ["sparsity"])[["accuracy", "dense_accuracy", "gap", "gap_ih", "gap_hh"]].mean().reset_index()
-    rows = []
-    for key, g in means.groupby(keys):
-        g = g.sort_values("sparsity").reset_index(drop=True)
-        levels = g.sparsity.tolist()
-        neg = g.index[g.gap < 0].tolist()
-        drop = g.index[g.accuracy < g.dense_accuracy - tolerance].tolist()
-        s_neg = levels[neg[0]] if neg else float("nan")
-        s_drop = levels[drop[0]] if drop else float("nan")
-        if not neg:
-            relation = "gap stays positive" if not drop else "before"
-        elif not drop:
-            relation = "no drop"
-        elif drop[0] < neg[0]:
-            relation = "before"
-        elif drop[0] <= neg[0] + 1:
-            relation = "at the sign change"
-        else:
-            relation = "after"
-        rows.append({**dict(zip(keys, key)), "s_negative": s_neg, "s_drop": s_drop, "relation": relation,
-                     "dense_accuracy": float(g.dense_accuracy.mean())})
-    pruned = f[f.sparsity > 0].dropna(subset=["gap"])
-    by_sign = (pruned.assign(gap_sign=np.where(pruned.gap >= 0, "gap >= 0", "gap < 0"))
-               .groupby("gap_sign").agg(networks=("preserved", "size"), preserved=("preserved", "mean"),
-                                        mean_accuracy_loss=("accuracy", lambda a: float(
-                                            (pruned.loc[a.index, "dense_accuracy"] - a).mean())))
-               .reset_index())
-    return pd.DataFrame(rows), by_sign

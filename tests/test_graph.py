@@ -1,6 +1,5 @@
 """Masks as graphs (lshkit.graph): the spectral gap on graphs with known spectra, graph
-properties on graphs with known values and against networkx, random-graph masks, and the
-random-forest predictor."""
+properties on graphs with known values and against networkx, and the random-forest predictor."""
 import math
 
 import networkx as nx
@@ -9,9 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lshkit.graph import (GRAPH_KINDS, PROPERTY_FEATURES, embed_graph, gap_score, gap_summary, graph_properties, hidden_adjacency,
-                          mask_graph_features, mask_spectral_gaps, predict_from_properties, random_graph,
-                          sample_graph_specs, spectral_gap)
+from lshkit.graph import (PROPERTY_FEATURES, gap_score, gap_summary, graph_properties, hidden_adjacency,
+                          mask_graph_features, mask_spectral_gaps, predict_from_properties, spectral_gap)
 
 
 def _random_regular_bipartite(n, d, seed):
@@ -150,29 +148,6 @@ def test_graph_properties_agree_with_networkx():
     assert set(PROPERTY_FEATURES) <= set(p)
 
 
-@pytest.mark.parametrize("kind", GRAPH_KINDS)
-def test_random_graph_masks(kind):
-    spec = [s for s in sample_graph_specs(9, [6, 10], seed=1) if s["kind"] == kind][0]
-    g = random_graph(kind, spec["graph_nodes"], p=spec["p"], k=spec["k"] or None, m=spec["m"] or None,
-                     seed=spec["graph_seed"])
-    adj = embed_graph(g, 16, seed=2)
-    assert (adj == adj.T).all() and adj.sum() == 2 * g.number_of_edges() and not adj.diagonal().any()
-    props = graph_properties(adj)
-    assert props["units"] == 16 and props["nodes"] == g.number_of_nodes() - nx.number_of_isolates(g)
-    assert np.array_equal(embed_graph(g, 16, seed=2), adj)
-
-
-def test_random_graph_bad_arguments():
-    with pytest.raises(ValueError, match=r"kind='lattice' is not valid; choose one of \['erdos_renyi'"):
-        random_graph("lattice", 5, p=0.1)
-    with pytest.raises(ValueError, match="k=6 is not valid for watts_strogatz on 6 nodes"):
-        random_graph("watts_strogatz", 6, k=6, p=0.1)
-    with pytest.raises(ValueError, match=r"p=1.5 is not valid"):
-        random_graph("erdos_renyi", 6, p=1.5)
-    with pytest.raises(ValueError, match="does not fit"):
-        embed_graph(nx.path_graph(5), 4)
-
-
 def test_forest_finds_the_informative_property_and_not_noise():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.random((120, 4)), columns=["nodes", "edges", "density", "mean_degree"])
@@ -188,65 +163,6 @@ def test_forest_finds_the_informative_property_and_not_noise():
         predict_from_properties(frame, "accuracy", ["betweenness"])
     with pytest.raises(ValueError, match="too few"):
         predict_from_properties(frame.head(6), "accuracy", features)
-
-
-def test_a_bad_task_stops_the_spectral_gap_notebook_before_any_compute(tmp_path):
-    from pathlib import Path
-
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "spectral_gap.ipynb"
-    with pytest.raises(PapermillExecutionError) as info:
-        papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), progress_bar=False, kernel_name="python3",
-                                   parameters={"tasks": ["digits", "mnist"], "results_dir": str(tmp_path)})
-    assert "tasks[1]='mnist' is not valid; choose one of ['digits', 'reber']" in str(info.value)
-    assert not any(tmp_path.glob("spectral_gap/*")), "nothing ran before the check"
-
-
-def _curve(accuracy, gap, task="t", method="magnitude"):
-    levels = [0.0, 0.2, 0.4, 0.6, 0.8]
-    return pd.DataFrame({"task": task, "variant": "lstm", "method": method, "finetuned": False, "sparsity": levels,
-                         "seed": 0, "accuracy": accuracy, "dense_accuracy": 0.9, "gap_ih": gap,
-                         "gap_hh": [g + 1 for g in gap]})
-
-
-def test_gap_vs_accuracy_relations():
-    from lshkit.graph import gap_vs_accuracy
-
-    frames = [_curve([0.9, 0.9, 0.9, 0.5, 0.1], [3, 2, 1, -1, -2], task="at"),        # drop where the gap turns negative
-              _curve([0.9, 0.6, 0.5, 0.4, 0.1], [3, 2, 1, -1, -2], task="before"),    # drop while the gap is positive
-              _curve([0.9, 0.9, 0.9, 0.9, 0.1], [3, -1, -1, -1, -2], task="after"),   # drop two levels after
-              _curve([0.9, 0.9, 0.9, 0.9, 0.9], [3, 2, 1, -1, -2], task="none"),      # never drops
-              _curve([0.9, 0.9, 0.9, 0.9, 0.9], [3, 2, 1, 1, 1], task="positive")]
-    conditions, by_sign = gap_vs_accuracy(pd.concat(frames), tolerance=0.02)
-    relation = dict(zip(conditions.task, conditions.relation))
-    assert relation == {"at": "at the sign change", "before": "before", "after": "after", "none": "no drop",
-                        "positive": "gap stays positive"}
-    at = conditions.set_index("task").loc["at"]
-    assert (at.s_negative, at.s_drop) == (0.6, 0.6)
-    # pruned networks only (sparsity > 0): 20 in all, 10 with a negative smaller gap, of which 5 kept
-    # accuracy (three in "after", two in "none")
-    sign = by_sign.set_index("gap_sign")
-    assert sign.loc["gap < 0", "networks"] == 10 and sign.loc["gap < 0", "preserved"] == pytest.approx(0.5)
-    assert sign.loc["gap >= 0", "networks"] == 10 and sign.loc["gap >= 0", "preserved"] == pytest.approx(0.8)
-
-
-def test_prunable_sparsity_and_summaries():
-    from lshkit.sequence import prunable_sparsity, summarise
-
-    rows = []
-    for seed, accs in enumerate(([1.0, 1.0, 0.99, 0.5], [1.0, 1.0, 0.97, 0.3])):
-        for s, a in zip([0.0, 0.5, 0.9, 1.0], accs):
-            rows.append({"variant": "gru", "target": "hh", "method": "magnitude", "finetuned": True, "sparsity": s,
-                         "seed": seed, "accuracy": a, "dense_accuracy": 1.0})
-    frame = pd.DataFrame(rows)
-    out = prunable_sparsity(frame, tolerance=0.02).iloc[0]
-    assert out.prunable == 0.9 and out.accuracy_at_100 == pytest.approx(0.4)  # mean 0.98 at 0.9 is within 0.02
-    assert prunable_sparsity(frame, tolerance=0.01).iloc[0].prunable == 0.5
-    s = summarise(frame, ["sparsity"]).set_index("sparsity")
-    assert s.loc[1.0, "mean"] == pytest.approx(0.4) and s.loc[1.0, "low"] < 0.4 < s.loc[1.0, "high"]
-    assert s.loc[0.0, "low"] == s.loc[0.0, "high"] == 1.0
 
 
 def test_gap_score_keeps_the_larger_gap_and_removes_a_layer_without_edges_first():

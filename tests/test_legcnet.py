@@ -2,15 +2,18 @@
 sparse retraining, each against a property a wrong implementation would break."""
 import importlib.util
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lshkit import legcnet, tabular
-from lshkit.legcnet import (LEGCNetConfig, causal_mask, granger_pvalues, magnitude_mask, random_mask,
-                            rosenstein, windowed_lyapunov)
+from lshkit.report import validate
+from lshkit.stats import VERDICTS
+from lshkit.studies import legcnet, legcnet_claims, tabular
+from lshkit.studies.chaos_causality import TESTS, granger_pvalues, rosenstein
+from lshkit.studies.legcnet import LEGCNetConfig, causal_mask, magnitude_mask, random_mask, windowed_lyapunov
 
 #: A run small enough for a unit test: iris, 20 epochs (2,400 updates, 53 windows), PT on half of them.
 TINY = LEGCNetConfig(epochs=20, pt_fraction=0.5, hidden=8)
@@ -83,7 +86,7 @@ def test_windowed_lyapunov_cuts_the_authors_windows_and_zeroes_static_ones():
 
 # ------------------------------------------------------------------ Granger causality
 
-@pytest.mark.parametrize("test", legcnet.TESTS)
+@pytest.mark.parametrize("test", TESTS)
 def test_granger_pvalues_match_statsmodels(test):
     from statsmodels.tsa.stattools import grangercausalitytests
 
@@ -150,16 +153,16 @@ def test_magnitude_and_random_masks_keep_the_same_count_per_layer():
 
 
 def test_manual_backward_matches_autograd():
-    data = tabular.load_tabular("wine", seed=0)
+    # One batch of the whole (three-sample) training set: one SGD step, whatever the sample order.
+    wine = tabular.load_tabular("wine", seed=0)
+    data = tabular.TabularData("wine3", wine.x_train[:3], wine.y_train[:3], wine.x_test, wine.y_test, wine.classes)
     shape = tabular.MLPShape(data.n_features, 5, data.n_classes)
     theta0 = tabular.init_params(shape, torch.Generator().manual_seed(0)).repeat(2, 1)
-    x, y = data.x_train[:3], data.y_train[:3]
     theta = theta0.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(tabular.forward(shape, theta, x).reshape(-1, shape.classes), y.repeat(2),
-                                             reduction="sum") / 3
+    loss = torch.nn.functional.cross_entropy(tabular.forward(shape, theta, data.x_train).reshape(-1, shape.classes),
+                                             data.y_train.repeat(2), reduction="sum") / 3
     loss.backward()
-    stepped = theta0.clone()
-    tabular._step(shape, stepped, None, x, y, 0.1, "sigmoid")
+    stepped = tabular.train_mlp(data, shape, theta0, epochs=1, lr=0.1, seed=0, batch_size=3).theta
     torch.testing.assert_close(stepped, theta0 - 0.1 * theta.grad, rtol=1e-5, atol=1e-6)
 
 
@@ -222,6 +225,8 @@ def test_bad_input_fails_before_any_compute_naming_the_valid_values():
         LEGCNetConfig(window=9)
     with pytest.raises(ValueError, match=r"budget='huge' is not valid; choose one of \['smoke', 'low', 'moderate', 'high'\]"):
         legcnet.plan("huge")
+    with pytest.raises(ValueError, match="csv_target=None is not valid with a CSV data set"):
+        legcnet.plan("smoke", datasets=["iris", "titanic.csv"])
     with pytest.raises(ValueError, match=r"datasets\[1\]='mnist' is not valid"):
         legcnet.run_study(["iris", "mnist"], [0])
     with pytest.raises(ValueError, match="too few for a Granger test"):
@@ -236,7 +241,8 @@ def test_claims_read_the_paired_intervals():
                           "epochs": 30,
                           "epochs_to_converge": {"dense": 10, "legcnet_ft": 5, "random_pt": math.nan}.get(m, 10) + s % 2}
                          for s in seeds for m in legcnet.METHODS])
-    table = legcnet.claims(rows).set_index("claim")
+    table = legcnet_claims.claims(rows).set_index("claim")
+    assert set(table.verdict) <= set(VERDICTS)
     assert table.loc["LEGCNet-FT keeps the dense network's accuracy and macro F1", "verdict"] == "holds"
     assert table.loc["LEGCNet-FT converges in fewer epochs than the dense network (paper: half)", "verdict"] == "holds"
     assert table.loc["LEGCNet-FT is more accurate than magnitude pruning at its sparsity", "verdict"] == "holds"
@@ -244,5 +250,73 @@ def test_claims_read_the_paired_intervals():
     assert table.loc["LEGCNet-PT converges in fewer epochs than the dense network", "verdict"] == "does not hold"
     # never converging is not converging faster
     never = rows.assign(epochs_to_converge=np.where(rows.method == "legcnet_pt", np.nan, rows.epochs_to_converge))
-    faster = legcnet.claims(never).set_index("claim").loc["LEGCNet-PT converges in fewer epochs than the dense network"]
+    faster = legcnet_claims.claims(never).set_index("claim").loc["LEGCNet-PT converges in fewer epochs than the dense network"]
     assert faster.verdict == "does not hold" and faster["mean"] > 2
+
+
+def _rows(seeds=range(5)):
+    return pd.DataFrame([{"dataset": d, "seed": s, "method": m, "test_accuracy": 0.9 + 0.001 * s,
+                          "macro_f1": 0.9, "sparsity": 0.0 if m == "dense" else 0.3, "params": 100, "flops": 200,
+                          "epochs": 30, "epochs_to_converge": 10 + s % 2}
+                         for d in ("iris", "wine") for s in seeds for m in legcnet.METHODS])
+
+
+def test_claim_sentences_read_as_sentences_with_every_verdict():
+    rows = _rows()
+    # wine: LEGCNet-FT three points below dense on every seed; iris: no difference at all
+    rows.loc[(rows.dataset == "wine") & (rows.method == "legcnet_ft"), "test_accuracy"] -= 0.03
+    sentences = legcnet_claims.claim_sentences(legcnet_claims.claims(rows))
+    assert len(sentences) == len(legcnet_claims.CLAIMS)
+    similar = sentences[0]
+    assert similar.startswith("The claim that LEGCNet-FT keeps the dense network's accuracy and macro F1 does not "
+                              "hold in ours (it holds on 1 and does not hold on 1 of the 2 data sets): on iris it "
+                              "holds (test accuracy minus dense +0.000, macro F1 minus dense +0.000); on wine it "
+                              "does not hold (test accuracy minus dense -0.030")
+    better = [s for s in sentences if s.startswith("The claim that LEGCNet-PT is more accurate than random")][0]
+    assert better.startswith("The claim that LEGCNet-PT is more accurate than random pruning at its sparsity does "
+                             "not hold in ours: on iris it does not hold (")  # a difference of exactly 0 is not above 0
+    # one seed: no interval, so nothing can be told apart
+    one = legcnet_claims.claims(_rows(seeds=[0]))
+    assert one[one.claim.str.contains("more accurate")].verdict.eq("is inconclusive").all()
+    assert "on iris it is inconclusive (test accuracy minus magnitude_ft +0.000)" in \
+        legcnet_claims.claim_sentences(one)[6]
+
+
+def test_summaries_have_no_interval_for_one_seed():
+    summary = legcnet_claims.summarise(_rows(seeds=[0, 1]).query("seed == 0 or method != 'dense'"))
+    assert list(summary.columns[:3]) == ["dataset", "method", "metric"]
+    assert list(summary.metric[:6]) == list(legcnet_claims.SUMMARY_METRICS)
+    dense = summary[(summary.dataset == "iris") & (summary.method == "dense")].set_index("metric")
+    assert (dense.n == 1).all() and dense.ci95.isna().all()
+    table = legcnet_claims.summary_table(summary)
+    assert table.loc[("iris", "dense"), "test_accuracy"] == "0.900"
+    assert table.loc[("iris", "legcnet_ft"), "test_accuracy"] == "0.901 ± 0.006"
+    ratio = legcnet_claims.paired(_rows(), "legcnet_ft", "dense", "epochs_to_converge", ratio=True).iloc[0]
+    assert (ratio["mean"], ratio.ci95, ratio.low, ratio.high) == (1.0, 0.0, 1.0, 1.0)
+
+
+def test_plan_follows_the_budget_and_the_notebook_parameters(tmp_path):
+    smoke = legcnet.plan("smoke", seed=3, run_dir=tmp_path / "smoke-smoke-seed3")
+    assert (smoke.datasets, smoke.seeds, smoke.config.epochs, smoke.suffix) == (["iris"], [3, 4], 100, "_smoke")
+    assert smoke.run_dir == tmp_path / "smoke-smoke-seed3" and smoke.config == LEGCNetConfig(epochs=100)
+    high = legcnet.plan("high", run_dir=tmp_path / "high-cpu-seed0", datasets=["wine"], seeds=2, granger_test="ssr_ftest",
+                        difference=True, alpha=0.01)
+    assert (high.datasets, high.seeds, high.config.epochs, high.suffix) == (["wine"], [0, 1], None, "_differenced")
+    assert high.config.test == "ssr_ftest" and high.config.alpha == 0.01
+    assert high.run_dir == tmp_path / "high-cpu-seed0-differenced"
+    assert high.settings == {"config": high.config.to_dict(), "datasets": ["wine"], "seeds": [0, 1], "csv_target": None}
+
+
+def test_the_notebook_parameters_are_checked_as_the_config_checks_them(tmp_path):
+    given = {"datasets": None, "seeds": None, "epochs": None, "csv_target": None, "hidden": 16, "lr": 0.05,
+             "max_lag": 14, "alpha": 0.05, "correction": "none", "granger_test": "ssr_chi2test", "pt_fraction": 0.1,
+             "difference": False}
+    p = validate("legcnet", extras=legcnet.PARAMETERS, results_dir=str(tmp_path), **given)
+    assert legcnet.plan(p.budget, seed=p.seed, run_dir=p.run_dir, **p.extras).config == LEGCNetConfig(epochs=100)
+    for name, value, message in [("granger_test", "wald", "granger_test='wald' is not valid; choose one of"),
+                                 ("correction", "bh", "correction='bh' is not valid"),
+                                 ("epochs", 0, "epochs=0 is not valid; it must be a positive integer"),
+                                 ("seeds", 0, "seeds=0 is not valid"), ("datasets", ["mnist"], "datasets[0]='mnist'"),
+                                 ("csv_target", 3, "csv_target=3 is not valid")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate("legcnet", extras=legcnet.PARAMETERS, results_dir=str(tmp_path), **{**given, name: value})

@@ -1,14 +1,18 @@
-"""The Reber grammars as data (lshkit.reber) and the sequence models and pruning of the Reber
-study (lshkit.sequence)."""
+"""The Reber grammars as data (lshkit.studies.reber) and the Reber sparsity study
+(lshkit.studies.reber_sparsity): the prunable share, the summaries and the thesis's claims read
+in our numbers."""
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from torch import nn
 
-from lshkit.reber import (GRAMMARS, SYMBOLS, is_legal, legal_next, length_distribution, make_reber,
-                          mean_length)
-from lshkit.sequence import (GATES, LAYERS, VARIANTS, FitConfig, SequenceNet, build, evaluate, fit,
-                             load_digits_sequences, prune_masks, pruning_curve, train_with_mask)
+from lshkit.studies.reber import (GRAMMARS, SYMBOLS, is_legal, legal_next, length_distribution, length_summary,
+                                  make_reber, mean_length)
+from lshkit.studies.reber_sparsity import (REBER_PRESETS, beside_thesis, claim_lines, no_recurrence_summary,
+                                           prunable_sparsity)
+from lshkit.studies.sequence import VARIANTS, summarise
 
 
 # -- the grammar ---------------------------------------------------------------------------
@@ -70,114 +74,70 @@ def test_max_length_truncates_and_bad_arguments_are_named():
         make_reber(10, max_length=4)
 
 
-# -- the sequence models -------------------------------------------------------------------
+def test_length_summary_gives_the_exact_mean_shortest_and_tail():
+    assert length_summary("reber") == "reber: string length mean 8.0, min 5, P(length > 20) = 0.008"
+    assert length_summary("embedded") == "embedded: string length mean 12.0, min 9, P(length > 20) = 0.028"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_variants_shapes_and_gate_blocks(variant):
-    data = make_reber(20, seed=0)
-    model = build(variant, data, 6, seed=0)
-    assert model(data.inputs).shape == data.targets.shape
-    params = dict(model.named_parameters())
-    assert params[LAYERS["hh"]].shape == (GATES[variant] * 6, 6)
-    assert params[LAYERS["ih"]].shape == (GATES[variant] * 6, len(SYMBOLS))
-    with pytest.raises(ValueError, match="variant='elman' is not valid"):
-        SequenceNet("elman", 7, 6, 7)
+# -- the sparsity study ---------------------------------------------------------------------
 
 
-class _Fixed(nn.Module):
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = logits
-
-    def forward(self, x):
-        return self.logits
-
-
-def test_a_string_counts_only_when_every_step_is_right():
-    data = make_reber(50, seed=2)
-    perfect = data.targets * 20 - 10
-    assert evaluate(_Fixed(perfect), data)["accuracy"] == 1.0
-    wrong = perfect.clone()
-    wrong[1, 0, 0] = 10.0  # one wrong symbol at one step of the first string
-    out = evaluate(_Fixed(wrong), data)
-    assert out["accuracy"] == pytest.approx(49 / 50)
-    assert out["step_accuracy"] == pytest.approx(1 - 1 / int(data.mask.sum()))
-    padded = perfect.clone()
-    padded[~data.mask] = 10.0  # outputs on padding never count
-    assert evaluate(_Fixed(padded), data)["accuracy"] == 1.0
+def test_prunable_sparsity_and_summaries():
+    rows = []
+    for seed, accs in enumerate(([1.0, 1.0, 0.99, 0.5], [1.0, 1.0, 0.97, 0.3])):
+        for s, a in zip([0.0, 0.5, 0.9, 1.0], accs):
+            rows.append({"variant": "gru", "target": "hh", "method": "magnitude", "finetuned": True, "sparsity": s,
+                         "seed": seed, "accuracy": a, "dense_accuracy": 1.0})
+    frame = pd.DataFrame(rows)
+    out = prunable_sparsity(frame, tolerance=0.02).iloc[0]
+    assert out.prunable == 0.9 and out.accuracy_at_100 == pytest.approx(0.4)  # mean 0.98 at 0.9 is within 0.02
+    assert prunable_sparsity(frame, tolerance=0.01).iloc[0].prunable == 0.5
+    s = summarise(frame, ["sparsity"]).set_index("sparsity")
+    assert s.loc[1.0, "mean"] == pytest.approx(0.4) and s.loc[1.0, "low"] < 0.4 < s.loc[1.0, "high"]
+    assert s.loc[0.0, "low"] == s.loc[0.0, "high"] == 1.0
 
 
-@pytest.mark.parametrize("method", ["magnitude", "random"])
-@pytest.mark.parametrize("target", ["ih", "hh", "both"])
-def test_pruning_removes_exact_counts(method, target):
-    model = build("lstm", make_reber(10, seed=0), 10, seed=0)
-    params = dict(model.named_parameters())
-    for s in (0.0, 0.1, 0.35, 0.9, 1.0):
-        masks = prune_masks(model, s, target, method, seed=1)
-        assert set(masks) == {LAYERS[k] for k in (("ih", "hh") if target == "both" else (target,))}
-        for name, m in masks.items():
-            assert m.shape == params[name].shape and (~m).sum() == round(s * m.numel())
-            if method == "magnitude" and 0 < s < 1:
-                w = params[name].detach().abs()
-                assert w[m].min() >= w[~m].max()
-    a, b = prune_masks(model, 0.5, target, method, seed=3), prune_masks(model, 0.5, target, method, seed=3)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match=r"sparsity=1.5 is not valid; it must be a number in \[0, 1\]"):
-        prune_masks(model, 1.5)
+def _study(dense=1.0, both_ft=0.8, gru_r2=(0.7, 0.5, 0.85), gru_seeds=(1.0, 1.0)):
+    """The four frames claim_lines reads, for a study whose every claim holds by default."""
+    auc = {"gru": 0.9, "lstm": 0.88, "rnn_tanh": 0.8, "rnn_relu": 0.7}
+    prunable = pd.DataFrame([{"variant": v, "target": t, "method": "magnitude", "finetuned": ft,
+                              "dense_accuracy": dense, "prunable": both_ft if ft else 0.4,
+                              "accuracy_at_100": 0.95 if v == "gru" else 0.2, "auc": auc[v]}
+                             for v in VARIANTS for t in ("ih", "hh", "both") for ft in (False, True)])
+    no_rec = no_recurrence_summary(pd.DataFrame(
+        [{"variant": v, "seed": i, "accuracy": a} for v in VARIANTS
+         for i, a in enumerate(gru_seeds if v == "gru" else (0.0, 0.0))]))
+    fits = pd.DataFrame([{"variant": v, "r2": r2, "r2_low": lo, "r2_high": hi, "rows": 24}
+                         for v, (r2, lo, hi) in zip(VARIANTS, [(0.3, 0.1, 0.5), (0.2, 0.0, 0.4), (0.6, 0.4, 0.8), gru_r2])])
+    importances = pd.DataFrame([{"variant": v, "feature": f, "importance": w} for v in VARIANTS
+                                for f, w in (("nodes", 0.5), ("max_betweenness", 0.3), ("edges", 0.2))])
+    return prunable, no_rec, fits, importances
 
 
-def test_masked_training_keeps_pruned_weights_at_zero_and_learns_reber():
-    train, test = make_reber(300, seed=0), make_reber(200, seed=99)
-    model = build("gru", train, 12, seed=0)
-    masks = prune_masks(model, 0.5, "both", "random", seed=0)
-    fit(model, train, FitConfig(epochs=8, batch_size=16, lr=0.03), masks=masks, seed=0)
-    params = dict(model.named_parameters())
-    for name, m in masks.items():
-        assert params[name].detach()[~m].abs().max() == 0
-        assert (params[name].detach()[m] != 0).all()
-    assert evaluate(model, test)["accuracy"] >= 0.9  # a GRU at half density still learns the grammar
+def test_claim_lines_judge_each_claim_of_the_thesis():
+    lines = claim_lines(*_study(), REBER_PRESETS["smoke"], tolerance=0.02)
+    assert len(lines) == 6 and all(line.startswith("- The thesis's claim that ") for line in lines)
+    assert lines[0].startswith("- The thesis's claim that 80-90% of the weights can be removed without a significant "
+                               "loss holds at this scale: removing both matrices, the largest share within 0.02 of "
+                               "dense accuracy is (fine-tuned/not) RNN-tanh 80%/40%")
+    assert " LSTM and GRU are the most resilient to pruning holds " in lines[1]
+    assert "GRU scores 1.000 (1.000 to 1.000; dense 1.000), RNN-tanh 0.000" in lines[2]
+    assert "fits GRU with R² = 0.81 holds at this scale: ours is 0.70 (95% interval 0.50 to 0.85, 24 networks)" in lines[3]
+    assert "the fit is poor for RNN-tanh holds" in lines[4] and "betweenness centrality are the most important " \
+        "properties holds" in lines[5]
+    # A dense network that did not learn the grammar leaves the pruning claims inconclusive; one seed has no interval.
+    lines = claim_lines(*_study(dense=0.4, gru_r2=(0.3, 0.1, 0.5), gru_seeds=(1.0,)), REBER_PRESETS["smoke"])
+    assert lines[0].startswith("- Some dense networks got fewer than half the test strings right")
+    assert all(" is inconclusive at this scale" in line for line in lines[1:4])
+    assert "GRU scores 1.000 (dense 0.400)" in lines[3] and "nan" not in lines[3]
+    assert "fits GRU with R² = 0.81 does not hold" in lines[4] and "the fit is poor for RNN-tanh does not hold" in lines[5]
 
 
-def test_same_seed_same_training():
-    train = make_reber(60, seed=0)
-    runs = []
-    for _ in range(2):
-        model = build("rnn_tanh", train, 5, seed=4)
-        runs.append(fit(model, train, FitConfig(epochs=2), seed=4))
-    assert runs[0] == runs[1]
-
-
-def test_pruning_curve_rows_and_gaps():
-    train, test = make_reber(40, seed=0), make_reber(20, seed=1)
-    frame = pruning_curve("rnn_relu", train, test, hidden_size=6, fit_cfg=FitConfig(epochs=1),
-                          finetune_cfg=FitConfig(epochs=1), sparsities=[0.0, 0.5, 1.0], targets=("hh", "both"),
-                          methods=("magnitude", "random"), seed=0)
-    assert len(frame) == 2 * 2 * 3 * 2
-    hh = frame[frame.target == "hh"]
-    assert (hh.density_ih == 1).all() and np.allclose(hh.density_hh, 1 - hh.sparsity, atol=1 / 36)
-    assert frame[frame.sparsity == 1.0].gap_hh.isna().all()  # no edge, no spectrum
-
-
-def test_train_with_mask_applies_the_graph_to_every_gate():
-    train = make_reber(30, seed=0)
-    adj = np.zeros((6, 6), dtype=bool)
-    adj[0, 1] = adj[1, 0] = True
-    out = train_with_mask("lstm", adj, train, train, hidden_size=6, fit_cfg=FitConfig(epochs=1))
-    assert out["mask"].shape == (24, 6) and int(out["mask"].sum()) == 8
-    with pytest.raises(ValueError, match=r"adjacency must be \[6, 6\]"):
-        train_with_mask("gru", adj[:5, :5], train, train, hidden_size=6, fit_cfg=FitConfig(epochs=1))
-
-
-def test_digits_read_row_by_row():
-    train, test = load_digits_sequences(seed=0)
-    assert train.inputs.shape[0] == 8 and train.inputs.shape[2] == 8 and len(train) + len(test) == 1797
-    assert 0 <= float(train.inputs.min()) and float(train.inputs.max()) <= 1
-    assert set(test.targets.tolist()) == set(range(10))
-    from sklearn.datasets import load_digits
-    images = load_digits().images
-    first = train.inputs[:, 0] * 16  # row t of the image at step t
-    assert any(np.allclose(first.numpy(), img) for img in images)
+def test_beside_thesis_sets_the_headline_numbers_side_by_side():
+    prunable, no_rec, fits, _ = _study()
+    table = beside_thesis(prunable, no_rec, fits, REBER_PRESETS["smoke"]).set_index("label")
+    assert list(table.ours) == pytest.approx([0.8, 0.4, 0.0, 0.7]) and list(table.paper) == [0.8, 0.8, 0.0, 0.81]
+    assert not math.isnan(table.ours.iloc[2])
 
 
 def test_a_bad_parameter_stops_the_notebook_before_any_compute(tmp_path):

@@ -23,44 +23,30 @@ test labels leaks them into the reported accuracy), and a weight whose exponent 
 constant gets p = 1 (it cannot predict anything), where the authors' code catches
 statsmodels' error and keeps it.
 
-Everything runs vectorised over weights: the Rosenstein estimate over all windows of all
-weights at once (in chunks), and the Granger regressions as one batched least-squares solve
-per lag; ``tests/test_legcnet.py`` checks both against ``nolds.lyap_r`` and
-``statsmodels.tsa.stattools.grangercausalitytests``, which are too slow here (one Python
-call per series: about 750,000 windows and 1,184 tests per digits run).
+The two estimators, vectorised over weights, are :mod:`lshkit.studies.chaos_causality`; the
+MLP and its data, :mod:`lshkit.studies.tabular`; the paper's claims judged in our numbers,
+:mod:`lshkit.studies.legcnet_claims`.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .checks import check_choice, check_int, check_number, check_positive_int, list_of
-from .io import JSONConfig
-from .tabular import BUNDLED, MLPShape, f1_macro, init_params, load_tabular, train_mlp
+from lshkit.checks import check_choice, check_int, check_number, check_positive_int, list_of, optional
+from lshkit.io import JSONConfig, read_json, versions
+from lshkit.report import load_results, save_results
+from lshkit.studies.chaos_causality import TESTS, granger_pvalues, max_allowable_lag, rosenstein
+from lshkit.studies.tabular import BUNDLED, MLPShape, f1_macro, init_params, load_tabular, train_mlp
 
-__all__ = ["PAPER", "EPOCHS", "BUDGET_PLAN", "plan", "METHODS", "TESTS", "CORRECTIONS", "LEGCNetConfig", "rosenstein",
-           "windowed_lyapunov", "granger_pvalues", "causal_mask", "magnitude_mask", "random_mask",
-           "epochs_to_converge", "run_legcnet", "run_study", "summarise", "paired", "claims"]
-
-#: The paper's figures and the settings of the authors' code, set beside ours (never used as results).
-PAPER = {
-    # §5: "for the Titanic, Vowel, and Cancer datasets, LEGCNet-FT achieves convergence in just
-    # half the number of epochs required by the dense network".
-    "ft_epochs_ratio": 0.5, "ft_epochs_ratio_datasets": ("Titanic", "Vowel", "Cancer"),
-    # LEGCNet-PT decides after the first 10% of the epochs (the paper's definition of the variant).
-    "pt_fraction": 0.1,
-    # The paper's WeightWatcher check: every pruned layer is "well trained", alpha > 2.
-    "weightwatcher_alpha_min": 2.0,
-    # Authors' code (LE_window.m, gc_tests.ipynb): window, overlap, embedding, Granger lag and level.
-    "window": 50, "overlap": 0.1, "emb_dim": 2, "max_lag": 14, "alpha": 0.05,
-    # Data sets of the paper's experiments; ours are scikit-learn's bundled ones.
-    "datasets": ("Cancer", "Titanic", "Banknote", "Vowel", "Iris", "Iris (3 features)"),
-}
+__all__ = ["EPOCHS", "BUDGET_PLAN", "METHODS", "LABELS", "CORRECTIONS", "LEGCNetConfig", "PARAMETERS", "Plan",
+           "plan", "windowed_lyapunov", "window_ends", "causal_mask", "magnitude_mask", "random_mask",
+           "epochs_to_converge", "run_legcnet", "run_study", "run_or_read"]
 
 #: Training epochs per bundled set: each run has 21,000 to 29,000 single-sample updates, so the
 #: PT decision (10% of them) still sees about 50 windows, enough for a 14-lag Granger test
@@ -76,8 +62,11 @@ BUDGET_PLAN = {
     "high": {"datasets": ("cancer", "iris", "wine", "digits"), "seeds": 5, "epochs": None},
 }
 METHODS = ("dense", "legcnet_ft", "magnitude_ft", "random_ft", "legcnet_pt", "magnitude_pt", "random_pt")
-TESTS = ("ssr_chi2test", "ssr_ftest")
 CORRECTIONS = ("none", "bonferroni", "holm", "fdr_bh")
+#: The methods as tables and figures name them.
+LABELS = {"dense": "dense", "legcnet_ft": "LEGCNet-FT", "magnitude_ft": "magnitude (FT sparsity)",
+          "random_ft": "random (FT sparsity)", "legcnet_pt": "LEGCNet-PT", "magnitude_pt": "magnitude (PT sparsity)",
+          "random_pt": "random (PT sparsity)"}
 
 
 @dataclass(frozen=True)
@@ -146,68 +135,7 @@ def _check_dataset(name: str, value) -> None:
 _check_datasets = list_of(_check_dataset, what=f"data sets from {list(BUNDLED)} or CSV paths")
 
 
-def plan(budget: str, *, datasets=None, seeds=None, seed: int = 0) -> tuple[list, list]:
-    """The data sets and seeds a notebook budget runs: ``datasets`` (a list) and ``seeds`` (a
-    count) override the budget's; the seeds are ``seed, seed + 1, ...``."""
-    check_choice("budget", budget, list(BUDGET_PLAN))
-    chosen = list(BUDGET_PLAN[budget]["datasets"] if datasets is None else datasets)
-    _check_datasets("datasets", chosen)
-    n = BUDGET_PLAN[budget]["seeds"] if seeds is None else seeds
-    check_positive_int("seeds", n)
-    return chosen, list(range(seed, seed + n))
-
-
 # ---------------------------------------------------------------- windowed Lyapunov exponents
-
-def rosenstein(series, *, emb_dim: int = 2, lag: int = 1, min_tsep: int = 2, trajectory_len: int = 4,
-               chunk: int = 512) -> torch.Tensor:
-    """Rosenstein's largest Lyapunov exponent (per step, natural log) of each row of ``series``
-    (N, n), as ``nolds.lyap_r(..., fit="poly")`` computes it for one series (§3 of the paper,
-    which uses TISEAN's ``lyap_r``, the same algorithm): delay-embed, pair every point with its
-    nearest neighbour at least ``min_tsep`` steps away, follow the mean log distance of the
-    pairs for ``trajectory_len`` steps, and fit its slope by least squares. Rows whose pairs
-    never separate (every distance zero, fewer than two finite points) give NaN. Rows go in
-    chunks of ``chunk`` (small chunks keep the pairwise distances in cache).
-    """
-    x = torch.as_tensor(series, dtype=torch.float64)
-    if x.ndim != 2:
-        raise ValueError(f"series must be 2-D (N, n), not {tuple(x.shape)}")
-    span = (emb_dim - 1) * lag + 1
-    m = x.shape[1] - span + 1
-    ntraj = m - trajectory_len + 1
-    if ntraj < 2 * min_tsep + 2:
-        raise ValueError(f"series of length {x.shape[1]} are too short for emb_dim={emb_dim}, lag={lag}, "
-                         f"min_tsep={min_tsep} and trajectory_len={trajectory_len}")
-    idx = torch.arange(ntraj)
-    # Squared distances (the argmin is the same) start from +inf inside the Theiler band.
-    band = torch.where((idx[:, None] - idx[None, :]).abs() <= min_tsep, math.inf, 0.0).to(torch.float64)
-    ks = torch.arange(trajectory_len, dtype=torch.float64)
-    steps = torch.arange(trajectory_len)
-    ahead = idx[:, None] + steps                                                  # (ntraj, T)
-    out = torch.empty(x.shape[0], dtype=torch.float64)
-    for start in range(0, x.shape[0], chunk):
-        orbit = x[start:start + chunk].unfold(1, span, 1)[..., ::lag]             # (c, m, emb_dim)
-        c = orbit.shape[0]
-        d2 = band.expand(c, -1, -1).clone()
-        for e in range(emb_dim):
-            coord = orbit[:, :ntraj, e]
-            d2 += (coord[:, :, None] - coord[:, None, :]) ** 2
-        near = d2.argmin(-1)                                                      # (c, ntraj)
-        followed = torch.gather(orbit, 1, (near[..., None] + steps).reshape(c, -1, 1).expand(-1, -1, emb_dim))
-        div = (orbit[:, ahead] - followed.view(c, ntraj, trajectory_len, emb_dim)).norm(dim=-1)  # (c, ntraj, T)
-        positive = div > 0
-        logs = torch.where(positive, div.clamp_min(1e-300).log(), 0.0)
-        count = positive.sum(1)
-        mean_log = logs.sum(1) / count.clamp_min(1)                               # (c, T)
-        w = (count > 0).to(torch.float64)                                         # -inf points left out
-        n_fit = w.sum(-1)
-        k_mean = (w * ks).sum(-1) / n_fit.clamp_min(1)
-        y_mean = (w * mean_log).sum(-1) / n_fit.clamp_min(1)
-        dk = (ks - k_mean[:, None]) * w
-        slope = (dk * (mean_log - y_mean[:, None])).sum(-1) / (dk * dk).sum(-1)
-        out[start:start + chunk] = torch.where(n_fit >= 2, slope, math.nan)
-    return out
-
 
 def windowed_lyapunov(record: torch.Tensor, config: LEGCNetConfig, *, chunk_series: int = 16384) -> torch.Tensor:
     """Exponent of every window of every weight's series (§3): ``record`` (T + 1, n_weights)
@@ -233,71 +161,6 @@ def window_ends(total_steps: int, config: LEGCNetConfig) -> np.ndarray:
     if n_win < 1:
         raise ValueError(f"{total_steps} updates make no window of {config.window}")
     return np.arange(n_win) * config.stride + config.window - 1
-
-
-# ---------------------------------------------------------------- Granger causality
-
-def max_allowable_lag(n: int) -> int:
-    """statsmodels' bound for a series of ``n`` points with a constant term."""
-    return int((n - 1) / 3) - 1
-
-
-def granger_pvalues(causes, effect, max_lag: int, *, test: str = "ssr_chi2test") -> np.ndarray:
-    """p-values (W, max_lag) of "row w of ``causes`` (W, n) Granger-causes ``effect`` (n,)" at
-    lags 1..max_lag, as ``grangercausalitytests(np.column_stack([effect, causes[w]]), max_lag)``
-    gives them under ``test`` (§3.4): for lag p, ordinary least squares of effect_t on a constant
-    and its own p lags (restricted) and also on p lags of the cause (unrestricted), compared by
-    their residual sums of squares. A constant cause gets p = 1 (adding
-    it cannot improve the fit); a perfect fit (constant effect) gets NaN (no test is possible).
-    """
-    from scipy import stats
-
-    check_choice("test", test, TESTS)
-    check_positive_int("max_lag", max_lag)
-    x = torch.as_tensor(np.asarray(causes), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(effect), dtype=torch.float64)
-    if x.ndim != 2 or y.ndim != 1 or x.shape[1] != y.shape[0]:
-        raise ValueError(f"causes must be (W, n) and effect (n,), not {tuple(x.shape)} and {tuple(y.shape)}")
-    n = y.shape[0]
-    if n <= 3 * max_lag + 1:
-        raise ValueError(f"max_lag={max_lag} is not valid for series of {n} points; "
-                         f"the largest allowable lag is {max_allowable_lag(n)}")
-    w = x.shape[0]
-    xt = x.T.contiguous()                                                              # (n, W)
-    constant = (x.amax(1) == x.amin(1)).numpy()
-    out = np.empty((w, max_lag))
-    for p in range(1, max_lag + 1):
-        nobs = n - p
-        target = y[p:]
-        own = torch.stack([y[p - k:n - k] for k in range(1, p + 1)], 1)               # (nobs, p)
-        lagged = torch.stack([xt[p - k:n - k] for k in range(1, p + 1)], 2)          # (nobs, W, p)
-        ones = torch.ones(nobs, 1, dtype=torch.float64)
-        restricted = torch.cat([own, ones], 1)
-        r_res = target - restricted @ torch.linalg.lstsq(restricted, target[:, None], driver="gelsd").solution[:, 0]
-        ssr_r = float(r_res @ r_res)
-        # Frisch-Waugh-Lovell: the joint fit's SSR is the restricted one less what the cause's
-        # lags, made orthogonal to the restricted regressors, explain of its residual: one
-        # shared projection (a single matrix product over all weights) and W tiny p x p solves
-        # instead of W full least-squares fits.
-        flat = lagged.view(nobs, w * p)
-        perp = (flat - restricted @ (torch.linalg.pinv(restricted) @ flat)).view(nobs, w, p)
-        gram = torch.einsum("nwi,nwj->wij", perp, perp)                               # (W, p, p)
-        rhs = torch.einsum("nwi,n->wi", perp, r_res)                                  # (W, p)
-        coef = torch.linalg.pinv(gram, hermitian=True) @ rhs[..., None]
-        explained = (coef[..., 0] * rhs).sum(1).numpy()
-        ssr_u = np.maximum(ssr_r - explained, 0.0)
-        tss = float(((target - target.mean()) ** 2).sum())
-        gain = np.maximum(ssr_r - ssr_u, 0.0)
-        df_resid = nobs - (2 * p + 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if test == "ssr_chi2test":
-                pv = stats.chi2.sf(nobs * gain / ssr_u, p)
-            else:
-                pv = stats.f.sf(gain / ssr_u / p * df_resid, p, df_resid)
-        perfect = (tss == 0) | (ssr_u == 0) | (ssr_u / max(tss, 1e-300) < np.finfo(float).eps)
-        pv = np.where(constant, 1.0, np.where(perfect, np.nan, pv))
-        out[:, p - 1] = pv
-    return out
 
 
 # ---------------------------------------------------------------- masks
@@ -359,12 +222,11 @@ def run_legcnet(dataset: str, seed: int, config: LEGCNetConfig = LEGCNetConfig()
     its sample order. Returns ``rows`` (one per method), ``curves`` (training and test accuracy
     per epoch and method), ``weights`` (per weight: layer, p-values, kept by FT and PT, mean
     exponent), ``series`` (misclassification and mean |exponent| per window) and ``timing``."""
-    from .train import seed_everything
+    from lshkit.train import seed_everything
 
     if not isinstance(config, LEGCNetConfig):
         raise ValueError(f"config must be a LEGCNetConfig, not {type(config).__name__}")
-    if dataset not in BUNDLED and not str(dataset).lower().endswith(".csv"):
-        raise ValueError(f"dataset={dataset!r} is not valid; choose one of {list(BUNDLED)} or a CSV path")
+    _check_dataset("dataset", dataset)
     seed_everything(seed)
     timing = {}
     data = load_tabular(dataset, seed=seed, test_size=config.test_size, target=target)
@@ -481,153 +343,100 @@ def run_study(datasets, seeds, config: LEGCNetConfig = LEGCNetConfig(), *, devic
     return {key: pd.concat(frames, ignore_index=True) for key, frames in parts.items()}
 
 
-# ---------------------------------------------------------------- summaries and claims
+# ---------------------------------------------------------------- the notebook's run
 
-def _ci(values) -> tuple[float, float, int]:
-    """Mean and 95% t-interval half-width (NaN with one value)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    if len(v) == 1:
-        return float(v[0]), math.nan, 1
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))), len(v)
+#: The notebook's method parameters and the :class:`LEGCNetConfig` fields they set.
+NOTEBOOK_FIELDS = {"epochs": "epochs", "hidden": "hidden", "lr": "lr", "max_lag": "max_lag", "alpha": "alpha",
+                   "correction": "correction", "granger_test": "test", "pt_fraction": "pt_fraction",
+                   "difference": "difference"}
 
 
-def t_interval(values) -> tuple[float, float]:
-    """The 95% t-interval of the mean of ``values`` (a seaborn ``errorbar`` callable)."""
-    mean, half, _ = _ci(values)
-    half = 0.0 if math.isnan(half) else half
-    return mean - half, mean + half
+def _config_check(field: str):
+    """The check of a notebook parameter that sets a config field: :class:`LEGCNetConfig`'s own,
+    so the notebook refuses exactly what the config would, naming the notebook's parameter."""
+    def checked(name, value):
+        try:
+            LEGCNetConfig(**{field: value})
+        except ValueError as err:
+            message = str(err)
+            raise ValueError(name + message[len(field):] if message.startswith(f"{field}=") else message) from None
+    return checked
 
 
-SUMMARY_METRICS = ("test_accuracy", "macro_f1", "sparsity", "params", "flops", "epochs_to_converge")
+def _check_column(name: str, value) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}={value!r} is not valid; it must be the name of a column")
 
 
-def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% CI half-width over seeds, per data set, method and metric (tidy)."""
-    out = []
-    for (dataset, method), group in rows.groupby(["dataset", "method"], sort=False):
-        for metric in SUMMARY_METRICS:
-            mean, half, n = _ci(group[metric])
-            out.append({"dataset": dataset, "method": method, "metric": metric, "mean": mean, "ci95": half, "n": n})
-    return pd.DataFrame(out)
+#: The parameters of ``legcnet.ipynb`` beyond the common ones, each with its check, for
+#: :func:`lshkit.report.validate`.
+PARAMETERS = {"datasets": optional(_check_datasets), "seeds": optional(check_positive_int),
+              "csv_target": optional(_check_column),
+              **{name: _config_check(field) for name, field in NOTEBOOK_FIELDS.items()}}
 
 
-def paired(rows: pd.DataFrame, a: str, b: str, metric: str, *, ratio: bool = False) -> pd.DataFrame:
-    """Per data set, the mean and 95% CI of ``a - b`` (or ``a / b``) over seeds, paired by seed."""
-    out = []
-    for dataset, group in rows.groupby("dataset", sort=False):
-        wide = group.pivot(index="seed", columns="method", values=metric)
-        d = wide[a] / wide[b] if ratio else wide[a] - wide[b]
-        mean, half, n = _ci(d)
-        out.append({"dataset": dataset, "a": a, "b": b, "metric": metric, "kind": "ratio" if ratio else "difference",
-                    "mean": mean, "ci95": half, "low": mean - half, "high": mean + half, "n": n})
-    return pd.DataFrame(out)
+@dataclass(frozen=True)
+class Plan:
+    """One run of the study: ``config`` on every data set of ``datasets`` with every seed of
+    ``seeds`` (``target``: the label column of CSV data sets), its tables in ``run_dir`` and its
+    figures named with ``suffix``."""
+    budget: str
+    config: LEGCNetConfig
+    datasets: list
+    seeds: list
+    target: str | None = None
+    run_dir: Path | None = None
+    suffix: str = ""
+
+    @property
+    def settings(self) -> dict:
+        """What the results depend on: a finished run with the same settings is read back."""
+        return {"config": self.config.to_dict(), "datasets": self.datasets, "seeds": self.seeds,
+                "csv_target": self.target}
 
 
-#: Non-inferiority margin for "similar accuracy / F1": one percentage point.
-MARGIN = 0.01
-
-CLAIMS = (
-    # (claim, test) : how each paper claim is checked in our numbers.
-    ("LEGCNet-FT keeps the dense network's accuracy and macro F1", "similar", "legcnet_ft"),
-    ("LEGCNet-PT keeps the dense network's accuracy and macro F1", "similar", "legcnet_pt"),
-    ("LEGCNet-FT has fewer parameters and FLOPs than the dense network", "smaller", "legcnet_ft"),
-    ("LEGCNet-PT has fewer parameters and FLOPs than the dense network", "smaller", "legcnet_pt"),
-    ("LEGCNet-FT converges in fewer epochs than the dense network (paper: half)", "faster", "legcnet_ft"),
-    ("LEGCNet-PT converges in fewer epochs than the dense network", "faster", "legcnet_pt"),
-    ("LEGCNet-FT is more accurate than magnitude pruning at its sparsity", "better:magnitude_ft", "legcnet_ft"),
-    ("LEGCNet-FT is more accurate than random pruning at its sparsity", "better:random_ft", "legcnet_ft"),
-    ("LEGCNet-PT is more accurate than magnitude pruning at its sparsity", "better:magnitude_pt", "legcnet_pt"),
-    ("LEGCNet-PT is more accurate than random pruning at its sparsity", "better:random_pt", "legcnet_pt"),
-)
-
-
-def _interval_verdict(low: float, high: float, *, holds_if, fails_if) -> str:
-    if any(math.isnan(v) for v in (low, high)):
-        return "inconclusive"
-    return "holds" if holds_if(low, high) else "does not hold" if fails_if(low, high) else "inconclusive"
-
-
-def claims(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each claim of :data:`CLAIMS` per data set: the paired statistic, its 95% CI and a verdict.
-
-    - similar: the CI of (pruned - dense) test accuracy and macro F1 both lie above -MARGIN
-      (holds); either lies wholly below -MARGIN (does not hold); else inconclusive.
-    - smaller: the pruned share of weights has a CI above 0 (holds), or is 0 throughout.
-    - faster: the CI of the epochs ratio (pruned / dense) lies below 1 (holds); wholly at or
-      above 1 (does not hold); else inconclusive. A run that never reaches the target counts
-      as ``epochs + 1``.
-    - better: the CI of (LEGCNet - baseline) test accuracy lies above 0 (holds); at or below 0
-      (does not hold: never better); else inconclusive (no difference detectable).
-    """
-    out = []
-    for claim, kind, method in CLAIMS:
-        if kind == "similar":
-            acc = paired(rows, method, "dense", "test_accuracy")
-            f1 = paired(rows, method, "dense", "macro_f1")
-            for (_, ra), (_, rf) in zip(acc.iterrows(), f1.iterrows()):
-                verdicts = [_interval_verdict(r.low, r.high, holds_if=lambda lo, hi: lo >= -MARGIN,
-                                              fails_if=lambda lo, hi: hi < -MARGIN) for r in (ra, rf)]
-                verdict = ("does not hold" if "does not hold" in verdicts else
-                           "holds" if verdicts == ["holds", "holds"] else "inconclusive")
-                out.append({"claim": claim, "dataset": ra.dataset, "statistic": "test accuracy minus dense",
-                            "mean": ra["mean"], "low": ra.low, "high": ra.high,
-                            "statistic_2": "macro F1 minus dense", "mean_2": rf["mean"], "low_2": rf.low,
-                            "high_2": rf.high, "verdict": verdict})
-        elif kind == "smaller":
-            for dataset, group in rows[rows.method == method].groupby("dataset", sort=False):
-                mean, half, _ = _ci(group.sparsity)
-                low, high = mean - (0 if math.isnan(half) else half), mean + (0 if math.isnan(half) else half)
-                verdict = ("holds" if low > 0 or (group.sparsity > 0).all() else
-                           "does not hold" if (group.sparsity == 0).all() else "inconclusive")
-                out.append({"claim": claim, "dataset": dataset, "statistic": "share of weights pruned",
-                            "mean": mean, "low": low, "high": high, "verdict": verdict})
-        elif kind == "faster":
-            # a run that never reaches the target within its epochs counts as epochs + 1: not faster
-            finished = rows.assign(epochs_to_converge=rows.epochs_to_converge.fillna(rows.epochs + 1))
-            for _, r in paired(finished, method, "dense", "epochs_to_converge", ratio=True).iterrows():
-                verdict = _interval_verdict(r.low, r.high, holds_if=lambda lo, hi: hi < 1,
-                                            fails_if=lambda lo, hi: lo >= 1)
-                out.append({"claim": claim, "dataset": r.dataset, "statistic": "epochs to converge / dense",
-                            "mean": r["mean"], "low": r.low, "high": r.high, "verdict": verdict})
-        else:
-            baseline = kind.split(":")[1]
-            for _, r in paired(rows, method, baseline, "test_accuracy").iterrows():
-                verdict = _interval_verdict(r.low, r.high, holds_if=lambda lo, hi: lo > 0,
-                                            fails_if=lambda lo, hi: hi <= 0)
-                out.append({"claim": claim, "dataset": r.dataset, "statistic": f"test accuracy minus {baseline}",
-                            "mean": r["mean"], "low": r.low, "high": r.high, "verdict": verdict})
-    return pd.DataFrame(out)
+def plan(budget: str, *, seed: int = 0, run_dir=None, datasets=None, seeds=None, csv_target=None,
+         **method) -> Plan:
+    """The run a notebook budget makes (:data:`BUDGET_PLAN`). ``datasets`` (a list) and ``seeds``
+    (a count) override the budget's, the seeds being ``seed, seed + 1, ...``; ``method`` holds the
+    notebook's method parameters (:data:`NOTEBOOK_FIELDS`; ``epochs`` None is the budget's). The
+    full study (budget high) names its figures ``legcnet_*`` and other budgets add ``_<budget>``,
+    so a smoke run never overwrites them; Granger tests on first differences add
+    ``_differenced`` to the figures and ``-differenced`` to ``run_dir``."""
+    check_choice("budget", budget, list(BUDGET_PLAN))
+    unknown = sorted(set(method) - set(NOTEBOOK_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the method's are {list(NOTEBOOK_FIELDS)}")
+    chosen = list(BUDGET_PLAN[budget]["datasets"] if datasets is None else datasets)
+    _check_datasets("datasets", chosen)
+    n = BUDGET_PLAN[budget]["seeds"] if seeds is None else seeds
+    check_positive_int("seeds", n)
+    if csv_target is None and any(str(d).lower().endswith(".csv") for d in chosen):
+        raise ValueError("csv_target=None is not valid with a CSV data set; give the name of its label column")
+    if method.get("epochs") is None:
+        method["epochs"] = BUDGET_PLAN[budget]["epochs"]
+    config = LEGCNetConfig(**{NOTEBOOK_FIELDS[name]: value for name, value in method.items()})
+    suffix = ("" if budget == "high" else f"_{budget}") + ("_differenced" if config.difference else "")
+    if run_dir is not None and config.difference:
+        run_dir = Path(run_dir).with_name(Path(run_dir).name + "-differenced")
+    return Plan(budget, config, chosen, list(range(seed, seed + n)), csv_target, run_dir, suffix)
 
 
-def claim_sentences(table: pd.DataFrame) -> list[str]:
-    """One plain sentence per claim over the data sets of :func:`claims`."""
-    out = []
-    for claim, group in table.groupby("claim", sort=False):
-        counts = group.verdict.value_counts()
-        n, held, failed = len(group), counts.get("holds", 0), counts.get("does not hold", 0)
-        if held == n:
-            overall = "holds"
-        elif failed == n:
-            overall = "does not hold"
-        elif held:
-            overall = f"holds on {held} of {n} data sets only"
-        elif failed:
-            overall = f"does not hold on {failed} of {n} data sets and is inconclusive on the rest"
-        else:
-            overall = "is inconclusive at this scale"
-
-        def stat(r, suffix=""):
-            mean, low, high = r[f"mean{suffix}"], r[f"low{suffix}"], r[f"high{suffix}"]
-            ci = "" if math.isnan(low) or low == high else f", 95% CI [{low:+.3f}, {high:+.3f}]"
-            return f"{r[f'statistic{suffix}']} {mean:+.3f}{ci}"
-
-        detail = "; ".join(f"{r.dataset}: {r.verdict}, " + stat(r)
-                           + (f", {stat(r, '_2')}" if "statistic_2" in r and isinstance(r.statistic_2, str) else "")
-                           for _, r in group.iterrows())
-        out.append(f"The claim that {claim} {overall} in ours ({detail}).")
-    return out
+def run_or_read(plan: Plan, *, device: str = "cpu", progress: bool = False) -> dict:
+    """Every frame of the study (:func:`run_study`) in ``plan.run_dir``, by name: read back where a
+    finished run there had the same settings (its ``study.json``; delete it to recompute), else
+    computed and saved with its wall time and the versions that made it. ``study.json`` is
+    written last, so a folder holding it holds complete results."""
+    if plan.run_dir is None:
+        raise ValueError("the plan has no run_dir; give plan() the folder its results go to")
+    done = Path(plan.run_dir) / "study.json"
+    if done.exists() and read_json(done) == plan.settings:
+        print(f"reading back the results of the same settings in {plan.run_dir}")
+    else:
+        started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+        study = run_study(plan.datasets, plan.seeds, plan.config, device=device, target=plan.target,
+                          progress=progress)
+        save_results(plan.run_dir, **study, study_run={"seconds": round(time.perf_counter() - t0, 1),
+                                                       "started": started, "versions": versions()})
+        save_results(plan.run_dir, study=plan.settings)
+    return load_results(plan.run_dir)

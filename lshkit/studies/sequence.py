@@ -1,16 +1,17 @@
-"""Small recurrent sequence models (RNN-tanh, RNN-ReLU, LSTM, GRU), their magnitude and random
-pruning, and the pruning and random-graph experiments of the two graph studies.
+"""Small recurrent sequence models (RNN-tanh, RNN-ReLU, LSTM, GRU), their training, magnitude and
+random pruning, and the pruning curve: what the two sequence studies share.
 
-- The Reber-grammar sparsity study (Darji, arXiv 2407.20601): four variants trained dense,
-  then 0–100% of the input-to-hidden, hidden-to-hidden or both weights removed by magnitude,
-  with and without fine-tuning (:func:`pruning_curve`); hidden-to-hidden masks from random
-  graphs, each network trained with its mask (:func:`train_with_mask`).
-- The spectral-gap study (Kalra et al., arXiv 2403.11100): RNN and LSTM pruned by magnitude or
-  at random at rising sparsity, with every pruned layer's spectral gap (:func:`pruning_curve`
-  records it through :func:`lshkit.graph.spectral_gap`). Its sequential-MNIST task is stood in
-  for by scikit-learn's bundled 8×8 digits read row by row (:func:`load_digits_sequences`):
-  the same kind of task (an image read one row per step, class read out at the last step),
-  8 steps of 8 pixels instead of 28 of 28, and offline.
+- The Reber-grammar sparsity study (Darji, arXiv 2407.20601; :mod:`lshkit.studies.reber_sparsity`):
+  four variants trained dense, then 0–100% of the input-to-hidden, hidden-to-hidden or both
+  weights removed by magnitude, with and without fine-tuning (:func:`pruning_curve`);
+  hidden-to-hidden masks from random graphs, each network trained with its mask
+  (:func:`train_with_mask`, :mod:`lshkit.studies.random_graphs`).
+- The spectral-gap study (Kalra et al., arXiv 2403.11100; :mod:`lshkit.studies.spectral_gap`):
+  RNN and LSTM pruned by magnitude or at random at rising sparsity, with every pruned layer's
+  spectral gap (:func:`pruning_curve` records it through :func:`lshkit.graph.spectral_gap`). Its
+  sequential-MNIST task is stood in for by scikit-learn's bundled 8×8 digits read row by row
+  (:func:`load_digits_sequences`): the same kind of task (an image read one row per step, class
+  read out at the last step), 8 steps of 8 pixels instead of 28 of 28, and offline.
 
 The recurrence is one fused ``torch.nn`` RNN/LSTM/GRU layer, the cells ``lshkit.models`` is
 built on, so parameters are named as there (``rnn.weight_ih_l0``, ``rnn.weight_hh_l0``) and
@@ -31,13 +32,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .checks import check_choice, check_number, check_positive_int
-from .io import JSONConfig
+from lshkit import stats
+from lshkit.checks import check_choice, check_number, check_positive_int
+from lshkit.graph import spectral_gap
+from lshkit.io import JSONConfig
 
-__all__ = ["VARIANTS", "GATES", "LAYERS", "TARGETS", "METHODS", "SequenceNet", "DigitsData", "load_digits_sequences",
-           "FitConfig", "fit", "evaluate", "prune_masks", "apply_masks", "build", "pruning_curve",
-           "train_with_mask", "random_graph_study", "ReberStudy", "REBER_PRESETS", "GapStudy", "GAP_PRESETS",
-           "THESIS", "summarise", "prunable_sparsity"]
+__all__ = ["VARIANTS", "GATES", "LAYERS", "TARGETS", "METHODS", "TENTHS", "SequenceNet", "DigitsData",
+           "load_digits_sequences", "FitConfig", "fit", "evaluate", "prune_masks", "apply_masks", "build",
+           "pruning_curve", "train_with_mask", "summarise"]
 
 VARIANTS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 #: Gate blocks stacked in torch's weight matrices ([g·H, ·]).
@@ -47,6 +49,8 @@ LAYERS = {"ih": "rnn.weight_ih_l0", "hh": "rnn.weight_hh_l0"}
 #: What a pruning target removes weights from.
 TARGETS = {"ih": ("ih",), "hh": ("hh",), "both": ("ih", "hh")}
 METHODS = ("magnitude", "random")
+#: Sparsities 0, 0.1, ..., 1: the levels of both studies' pruning curves.
+TENTHS = tuple(i / 10 for i in range(11))
 
 
 class SequenceNet(nn.Module):
@@ -128,8 +132,8 @@ def _loss(model: SequenceNet, data) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: SequenceNet, data) -> dict:
     """``accuracy``: share of correct samples (a Reber string is correct when every step's
-    thresholded legal-next set is exact, see ``lshkit.reber``); ``step_accuracy`` for Reber;
-    ``loss``."""
+    thresholded legal-next set is exact, see :mod:`lshkit.studies.reber`); ``step_accuracy``
+    for Reber; ``loss``."""
     model.eval()
     logits = model(data.inputs)
     loss = float(_loss(model, data))
@@ -218,8 +222,6 @@ def pruning_curve(variant: str, train, test, *, hidden_size: int, fit_cfg: FitCo
     training with the mask (True; skipped when None). One row per scored network, with its
     test accuracy and, when ``gaps``, the spectral gap and density of each recurrent matrix
     (``gap_ih``, ``gap_hh``; :func:`lshkit.graph.spectral_gap`)."""
-    from .graph import spectral_gap
-
     check_choice("variant", variant, VARIANTS)
     for t in targets:
         check_choice("target", t, TARGETS)
@@ -268,124 +270,9 @@ def train_with_mask(variant: str, adjacency, train, test, *, hidden_size: int, f
     return {**evaluate(model, test), "mask": masks[LAYERS["hh"]]}
 
 
-def random_graph_study(variants, specs, train, test, *, hidden_size: int, fit_cfg: FitConfig, seed: int = 0,
-                       max_sources: int = 300) -> pd.DataFrame:
-    """The thesis's random-structure experiment (arXiv 2407.20601): every graph spec (see
-    :func:`lshkit.graph.sample_graph_specs`) becomes a hidden-to-hidden mask
-    (:func:`lshkit.graph.embed_graph`), every variant is trained with it from the same seed,
-    and each row holds the spec, the mask's graph properties and the test metrics."""
-    from .graph import embed_graph, graph_properties, random_graph
-
-    for v in variants:
-        check_choice("variant", v, VARIANTS)
-    rows = []
-    for i, spec in enumerate(specs):
-        g = random_graph(spec["kind"], spec["graph_nodes"], p=None if spec["kind"] == "barabasi_albert" else spec["p"],
-                         k=spec["k"] or None, m=spec["m"] or None, seed=spec["graph_seed"])
-        adjacency = embed_graph(g, hidden_size, seed=spec["graph_seed"])
-        props = graph_properties(adjacency, max_sources=max_sources, seed=seed)
-        for v in variants:
-            t0 = time.perf_counter()
-            out = train_with_mask(v, adjacency, train, test, hidden_size=hidden_size, fit_cfg=fit_cfg, seed=seed + i)
-            out.pop("mask")
-            rows.append({"graph": i, **spec, "variant": v, "seed": seed + i, **props, **out,
-                         "seconds": time.perf_counter() - t0})
-    return pd.DataFrame(rows)
-
-
-# -- presets and the analyses the notebooks print -------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReberStudy:
-    """Sizes of the Reber sparsity study (``reber_sparsity.ipynb``) per budget: the pruning
-    study (dense ``epochs``, then ``finetune_epochs`` with the mask) over ``seeds`` repeats, and
-    ``graphs`` random-graph masks over ``node_counts``, each network trained ``graph_epochs``."""
-    train_strings: int
-    test_strings: int
-    hidden_size: int
-    epochs: int
-    finetune_epochs: int
-    seeds: int
-    sparsities: tuple
-    graphs: int
-    node_counts: tuple
-    graph_epochs: int
-    lr: float = 0.03
-    batch_size: int = 16
-
-    def fit_config(self, epochs: int) -> "FitConfig":
-        return FitConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr)
-
-
-_TENTHS = tuple(i / 10 for i in range(11))
-REBER_PRESETS = {
-    "smoke": ReberStudy(200, 200, 8, 10, 1, 2, (0.0, 0.5, 0.9, 1.0), 12, (3, 4, 6, 8), 3),
-    "low": ReberStudy(400, 500, 16, 10, 2, 3, _TENTHS, 24, (3, 4, 6, 8, 10, 12, 14, 16), 3),
-    "moderate": ReberStudy(400, 500, 16, 10, 2, 3, _TENTHS, 36, (3, 4, 6, 8, 10, 12, 14, 16), 3),
-    "high": ReberStudy(400, 500, 16, 10, 2, 3, _TENTHS, 60, (3, 4, 6, 8, 10, 12, 14, 16), 3),
-}
-
-
-@dataclass(frozen=True)
-class GapStudy:
-    """Sizes of the spectral-gap study (``spectral_gap.ipynb``) per budget."""
-    digits_hidden: int
-    reber_hidden: int
-    train_strings: int
-    test_strings: int
-    epochs: int
-    finetune_epochs: int
-    seeds: int
-    sparsities: tuple
-    lr: float = 0.03
-    batch_size: int = 16
-    digits_lr: float = 0.01  # 0.03 leaves the digits RNN-tanh noisy (72-80% against 95% at 0.01)
-
-    def fit_config(self, epochs: int, task: str = "reber") -> "FitConfig":
-        check_choice("task", task, ("digits", "reber"))
-        return FitConfig(epochs=epochs, batch_size=self.batch_size, lr=self.digits_lr if task == "digits" else self.lr)
-
-
-GAP_PRESETS = {
-    "smoke": GapStudy(16, 8, 200, 200, 8, 1, 1, (0.0, 0.5, 0.8, 0.95)),
-    "low": GapStudy(32, 16, 400, 500, 10, 2, 2, _TENTHS[:-1] + (0.95,)),
-    "moderate": GapStudy(32, 16, 400, 500, 10, 2, 3, _TENTHS[:-1] + (0.95,)),
-    "high": GapStudy(32, 16, 400, 500, 10, 2, 3, _TENTHS[:-1] + (0.95, 0.98)),
-}
-
-#: The Reber thesis's headline numbers (arXiv 2407.20601, abstract): the share of
-#: weights prunable without significant loss, and the random forest's R² for GRU.
-THESIS = {"prunable_low": 0.8, "prunable_high": 0.9, "r2_gru": 0.81}
-
-
 def summarise(frame: pd.DataFrame, by, value: str = "accuracy") -> pd.DataFrame:
-    """Mean of ``value`` over seeds per group ``by``, with a 95% t-interval (``low``, ``high``;
-    the mean itself where there is one seed)."""
-    from scipy import stats
-
-    g = frame.groupby(list(by))[value]
-    out = g.agg(mean="mean", std="std", n="count").reset_index()
-    half = stats.t.ppf(0.975, np.maximum(out.n - 1, 1)) * out["std"].fillna(0) / np.sqrt(out.n)
-    out["low"], out["high"] = out["mean"] - half, out["mean"] + half
-    return out
-
-
-def prunable_sparsity(frame: pd.DataFrame, tolerance: float = 0.02) -> pd.DataFrame:
-    """Per variant, target, method and fine-tuning: the largest sparsity up to which the mean
-    accuracy over seeds stays within ``tolerance`` of the dense mean at every level (the
-    thesis's "without a significant loss"), and the accuracy there."""
-    check_number("tolerance", tolerance, low=0)
-    keys = ["variant", "target", "method", "finetuned"]
-    s = summarise(frame, keys + ["sparsity"])
-    rows = []
-    for key, g in s.groupby(keys):
-        g = g.sort_values("sparsity")
-        dense = float(frame.loc[(frame[keys] == pd.Series(dict(zip(keys, key)))).all(axis=1), "dense_accuracy"].mean())
-        ok = (g["mean"] >= dense - tolerance).to_numpy()
-        last = len(ok) if ok.all() else int(np.argmin(ok))
-        rows.append({**dict(zip(keys, key)), "dense_accuracy": dense,
-                     "prunable": float(g.sparsity.iloc[last - 1]) if last else float("nan"),
-                     "accuracy_at_100": float(g["mean"].iloc[-1]) if g.sparsity.iloc[-1] == 1 else float("nan"),
-                     "auc": float(np.trapezoid(g["mean"], g.sparsity) / (g.sparsity.max() - g.sparsity.min()))})
-    return pd.DataFrame(rows)
+    """Mean of ``value`` over seeds per group of ``by`` with its 95% interval
+    (:func:`lshkit.stats.summarise`), and the interval's ends ``low`` and ``high`` for the
+    figures' bands (NaN for a group of one seed: no band)."""
+    out = stats.summarise(frame, by, value)
+    return out.assign(low=out["mean"] - out.ci95, high=out["mean"] + out.ci95)

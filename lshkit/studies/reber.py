@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .checks import check_choice, check_positive_int
+from lshkit.checks import check_choice, check_positive_int
 
 __all__ = ["SYMBOLS", "GRAMMARS", "Grammar", "grammar", "is_legal", "legal_next", "length_distribution",
-           "mean_length", "ReberData", "make_reber"]
+           "mean_length", "length_summary", "ReberData", "make_reber"]
 
 SYMBOLS = "BTPSXVE"
 GRAMMARS = ("reber", "embedded")
@@ -254,3 +254,10 @@ def make_reber(n: int, grammar_name: str = "reber", *, seed: int = 0, max_length
     strings = ["".join(SYMBOLS[c] for c in s) for s, _ in rows]
     return ReberData(grammar_name, strings, torch.from_numpy(inputs), torch.from_numpy(targets),
                      torch.from_numpy(mask), torch.from_numpy(lengths), seed, max_length)
+
+
+def length_summary(name: str = "reber") -> str:
+    """A grammar's string lengths in one line: the exact mean, the shortest and P(length > 20)."""
+    dist = length_distribution(name, 200)
+    return (f"{name}: string length mean {mean_length(name):.1f}, min {np.flatnonzero(dist)[0]}, "
+            f"P(length > 20) = {1 - dist[:21].sum():.3f}")
