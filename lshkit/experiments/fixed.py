@@ -8,6 +8,7 @@ about the method.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -108,6 +109,26 @@ def train_fixed(config: SearchConfig, sparse: SparseConfig | None, out, *, devic
         outcome = _fit(train_cfg, sparse, cfg.final_epochs, folder, dev, progress)
         source = "trained"
     return _summarise(folder, key, configs, sparse, source, *outcome)
+
+
+def trained_fixed(base: SearchConfig, out, *, sparsities, repeats: int = 1, device="auto", reference_dir=None,
+                  progress: bool | None = None) -> list[dict]:
+    """The fixed configurations of a comparison over pruning ratios (Fig. 3 left) trained fully
+    (:func:`train_fixed`): per repeat ``r`` (seed ``base.seed + r``) the Selfish-RNN default at every
+    ratio of ``sparsities`` (``out/selfish_rnn``), then the dense model once (``out/dense``; it does
+    not depend on the ratio). One row each, as :func:`atlas_fixed`'s: method ("selfish_rnn",
+    "dense"), sparsity (0 for dense), repeat, seed, status, valid_ppl, test_ppl, seconds."""
+    rows = []
+    for repeat in range(repeats):
+        seeded = dataclasses.replace(base, seed=base.seed + repeat)
+        pruned = [dataclasses.replace(seeded, sparsity=s) for s in sparsities]
+        for method, cfg, sparse in [*(("selfish_rnn", c, selfish_rnn_config(c, device)) for c in pruned),
+                                    ("dense", seeded, None)]:
+            fixed = train_fixed(cfg, sparse, Path(out) / method, device=device, reference_dir=reference_dir,
+                                progress=progress)
+            rows.append({"method": method, "sparsity": 0.0 if sparse is None else cfg.sparsity, "repeat": repeat,
+                         "seed": seeded.seed, **{k: fixed[k] for k in ("status", "valid_ppl", "test_ppl", "seconds")}})
+    return rows
 
 
 def _config_key(train_cfg: TrainConfig, sparse: SparseConfig | None) -> tuple[str, list]:
