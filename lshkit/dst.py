@@ -51,6 +51,12 @@ class SparseConfig(JSONConfig):
     decay: str = "cosine"                # cosine over the planned cycles (Selfish-RNN) or constant
     update_every: int | None = None      # None: prune/regrow once per epoch (the authors); N: every N steps
 
+    @classmethod
+    def at_sparsity(cls, sparsity: float, **fields) -> "SparseConfig":
+        """The configuration ``fields`` at pruning ratio ``sparsity`` (Table A1's sparsity), its
+        density rounded so that a ratio read back from JSON gives the same configuration."""
+        return cls(density=round(1.0 - sparsity, 12), **fields)
+
     def __post_init__(self):
         for name, valid in (("sparse_init", SPARSE_INITS), ("death", DEATH_MODES),
                             ("growth", GROWTH_MODES), ("redistribution", REDISTRIBUTION_MODES),

@@ -109,7 +109,7 @@ def train_candidate(spec: AtlasSpec, params: dict | None, seed: int, corpus, dev
     cfg = spec.train_config(seed)
     sparse = None
     if params is not None:
-        sparse = SparseConfig(density=round(1.0 - spec.sparsity, 12), **params)
+        sparse = SparseConfig.at_sparsity(spec.sparsity, **params)
     trainer = Trainer(cfg, corpus, sparse, device=device, progress=False)
     tokens = ls_tokens(corpus, spec.ls_samples, spec.ls_steps).to(trainer.device)
 

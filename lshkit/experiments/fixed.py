@@ -63,7 +63,7 @@ def selfish_rnn_config(config: SearchConfig, device="auto") -> SparseConfig:
     at ``config``'s sparsity."""
     check_config(config)
     cfg = config.resolved(resolve_device(device))
-    return SparseConfig(density=round(1.0 - cfg.sparsity, 12), **SELFISH_RNN[cfg.model])
+    return SparseConfig.at_sparsity(cfg.sparsity, **SELFISH_RNN[cfg.model])
 
 
 def _seconds(record: dict) -> float:

@@ -54,10 +54,9 @@ def candidate_configs(cfg: SearchConfig, params: dict) -> tuple[TrainConfig, Spa
     """The (TrainConfig, SparseConfig) a candidate with ``params`` trains with: the search's
     TrainConfig with the space's TrainConfig fields changed, and its sparsity."""
     sparse_fields = {f.name for f in dataclasses.fields(SparseConfig)}
-    sparse = {"density": round(1.0 - cfg.sparsity, 12)}
-    sparse.update({k: v for k, v in params.items() if k in sparse_fields})
+    sparse = {k: v for k, v in params.items() if k in sparse_fields}  # a space may vary the density too
     train = {k: v for k, v in params.items() if k not in sparse_fields}
-    return cfg.train_config().replace(**train), SparseConfig(**sparse)
+    return cfg.train_config().replace(**train), dataclasses.replace(SparseConfig.at_sparsity(cfg.sparsity), **sparse)
 
 
 def reference_key(cfg: SearchConfig) -> str:
