@@ -16,20 +16,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from lshkit.paper import TABLE1_MODELS as MODELS  # the search's models; lshkit.paper imports nothing
-
-# The other choices are spelled out here so that parsing (and refusing a bad value) happens before
-# torch, Optuna and scikit-learn are imported; tests/test_cli.py checks them against the modules.
-SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
-BUDGETS = ("smoke", "low", "moderate", "high")
-SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
-RANKINGS = ("ls", "loss", "gap")
-EMBEDDINGS = ("pca", "tsne", "raw")
-REFERENCES = ("same_epoch", "final")
-DISTANCES = ("l2", "cos")
-EMBEDDING_FITS = ("candidate", "joint")
-LS_CONVENTIONS = ("paper", "full")
-ATLAS_NAMES = ("atlas", "pass", "smoke", "cpu", "paper")
+# Parsing, and refusing a bad value, happen before torch, Optuna and scikit-learn load: lshkit.vocab
+# imports nothing heavy.
+from lshkit.vocab import (ATLAS_PRESETS as ATLAS_NAMES, BUDGETS, DISTANCES, EMBEDDINGS, FITS as EMBEDDING_FITS,
+                          LS_CONVENTIONS, RANKINGS, REFERENCES, SAMPLERS, SEARCH_MODELS as MODELS,
+                          SEARCH_SCALES as SCALES)
 
 
 def _override(text: str) -> tuple[str, object]:

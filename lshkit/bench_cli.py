@@ -1,18 +1,13 @@
 """``python -m lshkit bench``: Optuna's samplers and pruners on an atlas, beside LSH (:mod:`lshkit.bench_optuna`).
 
-The choices are spelled out here, so that building the parser and refusing a bad value import
-neither pandas, torch nor Optuna (as ``lshkit.__main__`` does); tests/test_bench.py checks them
-against the module.
+The choices come from :mod:`lshkit.vocab`, so that building the parser and refusing a bad value
+import neither pandas, torch nor Optuna (as ``lshkit.__main__`` does).
 """
 from __future__ import annotations
 
 import json
 
-SAMPLERS = ("tpe", "random")
-REFUSED = ("cmaes",)
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
-METRICS = ("valid_loss", "valid_ppl")
-BUDGETS = ("smoke", "low", "moderate", "high")
+from lshkit.vocab import BENCH_REFUSED as REFUSED, BENCH_SAMPLERS as SAMPLERS, BUDGETS, METRICS, PRUNERS
 
 
 def add_parser(sub):

@@ -33,13 +33,11 @@ from lshkit.bench import Bench, load
 from lshkit.checks import check_choice, check_int, check_number
 from lshkit.io import Journal, read_json, versions, write_csv, write_json
 from lshkit.stats import summarise, t_interval
+from lshkit.vocab import BENCH_SAMPLERS as SAMPLERS, METRICS, PRUNERS
 
 __all__ = ["SAMPLERS", "PRUNERS", "METRICS", "REFUSED", "run_study", "compare", "paired", "summary_table",
            "method_label", "COLOURS"]
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
-METRICS = ("valid_loss", "valid_ppl")
 REFUSED = {"cmaes": "CMA-ES does not apply to the atlas space: every dimension is categorical (the "
                      "methodological variants and the atlas's death rates), and CMA-ES models continuous "
                      "coordinates; Optuna's CmaEsSampler would draw every dimension with its independent "

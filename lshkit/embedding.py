@@ -41,14 +41,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from lshkit.env import small_matrix_blas
+from lshkit.vocab import DISTANCES, EMBEDDINGS, FITS, REFERENCES
 
-EMBEDDINGS = ("pca", "tsne", "raw")
-#: Which dense LS a candidate is compared with (module docstring): the authors' code's first.
-REFERENCES = ("same_epoch", "final")
-DISTANCES = ("l2", "cos")
-#: "candidate": one fit per candidate over the reference and that candidate's history, as the
-#: Appendix B equation writes it; "joint": one fit over the reference and every history.
-FITS = ("candidate", "joint")
 
 
 def check_references(references) -> list[str]:

@@ -30,13 +30,12 @@ from torch import nn
 
 from .checks import check_choice
 from .models import AWDLSTMMoS, GRULM, RHN, RNNLM, StackedLSTM
+from .vocab import LS_CONVENTIONS as CONVENTIONS
 
 __all__ = ["R_FLOOR", "CONVENTIONS", "lyapunov_spectrum", "model_spectrum", "tangent_map"]
 
 #: Floor on |r_ii| before the log (representable in float32, dtype-independent).
 R_FLOOR = 1e-30
-#: The LS conventions of :func:`model_spectrum`.
-CONVENTIONS = ("full", "paper")
 #: Warm-up steps of the authors' code (README, "The Lyapunov spectrum").
 PAPER_WARMUP = 10
 _DTYPES = (torch.float32, torch.float64)

@@ -19,20 +19,13 @@ import pandas as pd
 from .checks import check_choice, check_number, list_of
 from .env import auto_progress, quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
+from .stats import VERDICTS
+from .vocab import BUDGETS, NOTEBOOK_SCALES, SOURCES
 
-__all__ = ["BUDGETS", "NOTEBOOK_SCALES", "SOURCES", "CLAIM_STATES", "NotebookParams", "project_path", "validate",
+__all__ = ["BUDGETS", "NOTEBOOK_SCALES", "SOURCES", "NotebookParams", "project_path", "validate",
            "notebook_parameters", "each_of", "quiet", "comparison", "verdict", "with_interval", "PALETTE", "style",
            "integer_axis", "save_figure", "save_results", "load_results"]
 
-BUDGETS = ("smoke", "low", "moderate", "high")
-#: What a notebook's scale parameter takes: a ``TrainConfig`` preset, or auto (paper on CUDA, cpu
-#: otherwise). "atlas" trains the atlas's small models (minutes on a CPU).
-NOTEBOOK_SCALES = ("auto", "atlas", "cpu", "paper")
-#: Where a searching notebook's candidates come from: replayed on the committed atlas
-#: (``lshkit.atlas.replay``; its scale is the atlas's) or trained for real at ``scale``.
-SOURCES = ("atlas", "train")
-#: What a claim does in our numbers when a 95% interval decides it.
-CLAIM_STATES = ("holds", "does not hold", "is inconclusive")
 DEFAULTS = {"budget": "smoke", "scale": "auto", "seed": 0, "device": "auto", "storage": None,
             "results_dir": "results", "progress": None}
 #: Agreement tolerance (perplexity) where the paper gives no CI: the paper's own Table 2
@@ -278,7 +271,7 @@ def _join(labels) -> str:
 
 def _state(holds) -> str:
     if isinstance(holds, str):
-        check_choice("holds", holds, CLAIM_STATES)
+        check_choice("holds", holds, VERDICTS)
         return holds
     return "holds" if holds else "does not hold"
 
@@ -286,7 +279,7 @@ def _state(holds) -> str:
 def verdict(table: pd.DataFrame, *, claim: str | None = None, holds: bool | str | None = None) -> str:
     """One plain sentence on ``table`` (from :func:`comparison`): why it cannot be compared,
     or how many numbers agree, which do not, and whether the paper's ``claim`` ``holds``
-    in ours (a bool the caller computes from our numbers, or one of :data:`CLAIM_STATES` when
+    in ours (a bool the caller computes from our numbers, or one of :data:`lshkit.stats.VERDICTS` when
     an interval decides, :func:`lshkit.stats.interval_verdict`)."""
     if "comparable" not in table.attrs:
         raise ValueError("verdict needs the frame comparison() returns")

@@ -32,16 +32,14 @@ from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.data import batchify, get_batch, n_batches
 from lshkit.dst import DynamicSparsity, SNTASGD, SparseConfig
 from lshkit.env import auto_progress, small_model_threads
+from lshkit.vocab import DATASETS, MODELS, SCALES
 from lshkit.io import JSONConfig, atomic_torch_save
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "build_model", "train_step", "perplexity",
            "seed_everything", "MODELS", "MOS_FIELDS", "DATASETS", "SCALES"]
 
-MODELS = ("lstm", "rhn", "gru", "rnn", "awd_mos")
 #: TrainConfig fields of AWD-LSTM-MoS alone, with the values every other model has.
 MOS_FIELDS = {"last_hidden_size": None, "experts": None, "weight_drop": 0.0, "latent_dropout": 0.0}
-DATASETS = ("ptb", "wikitext2", "smoke")
-SCALES = ("smoke", "cpu", "atlas", "paper")
 SPLITS = ("train", "valid", "test")
 CHECKPOINT_FORMAT = 1
 

@@ -320,13 +320,6 @@ def test_the_committed_comparison_is_read_back_and_consistent(atlas, monkeypatch
         assert r.test_ppl == pytest.approx(bench.objective(r.selected_configuration, 30)["test_ppl"], rel=1e-9)
 
 
-def test_the_command_lines_choices_are_the_modules():
-    from lshkit import bench_cli, search
-
-    assert bench_cli.SAMPLERS == BO.SAMPLERS and bench_cli.PRUNERS == BO.PRUNERS and bench_cli.METRICS == BO.METRICS
-    assert bench_cli.REFUSED == tuple(BO.REFUSED) and bench_cli.BUDGETS == tuple(search.BUDGETS)
-
-
 def test_bench_command_line(capsys, tmp_path):
     assert main(["bench", "study", "--atlas", str(ATLAS), "--pruner", "hyperband", "--budget-seconds", "900"]) == 0
     printed = json.loads(capsys.readouterr().out)

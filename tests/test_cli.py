@@ -38,15 +38,20 @@ def test_search_options_mirror_the_notebook_parameters():
                        "--device", "--quiet"}
 
 
-def test_choices_are_the_modules():
-    from lshkit import __main__ as cli, search
-    from lshkit.search.samplers import SAMPLERS
+def test_parsing_imports_nothing_heavy_and_every_atlas_name_is_an_atlas():
+    # A bad value must be refused before torch, Optuna and pandas load (seconds on a laptop).
+    code = ("import sys; from lshkit.__main__ import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'optuna', 'pandas', 'sklearn') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    from lshkit.atlas import AtlasSpec
+    from lshkit.vocab import ATLAS_PRESETS
 
-    assert cli.SAMPLERS == SAMPLERS
-    for name in ("MODELS", "SCALES", "RANKINGS", "EMBEDDINGS", "REFERENCES", "EMBEDDING_FITS", "DISTANCES",
-                 "LS_CONVENTIONS"):
-        assert tuple(getattr(cli, name)) == tuple(getattr(search, name)), name
-    assert cli.BUDGETS == tuple(search.BUDGETS)
+    for name in ATLAS_PRESETS:
+        assert build_parser().parse_args(["atlas", "status", "--scale", name]).scale == name
+        assert AtlasSpec.preset(name).scale in ("atlas", "smoke", "cpu", "paper")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["atlas", "status", "--scale", "huge"])
 
 
 @pytest.mark.parametrize("command", ["search", "replay"])

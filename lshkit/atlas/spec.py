@@ -6,13 +6,14 @@ from pathlib import Path
 
 from lshkit.checks import check_choice, check_number, check_positive_int
 from lshkit.io import JSONConfig, read_json, write_json
+from lshkit.vocab import LS_CONVENTIONS
 
 
 #: Where ``python -m lshkit atlas`` keeps atlases, one folder per scale.
 ATLAS_ROOT = Path("results") / "atlas"
 
 #: Both LS conventions are recorded (:func:`lshkit.ls.model_spectrum`).
-CONVENTIONS = ("paper", "full")
+CONVENTIONS = LS_CONVENTIONS
 
 SPEC_FILE = "atlas.json"
 

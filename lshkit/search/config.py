@@ -7,12 +7,13 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
-from lshkit import embedding as emb
 from lshkit.checks import check_choice, check_int
 from lshkit.dst import SparseConfig
 from lshkit.io import JSONConfig
-from lshkit.paper import BUDGET_POOL, SPARSITY, TABLE1_MODELS
+from lshkit.paper import BUDGET_POOL, SPARSITY
 from lshkit.search.samplers import SAMPLERS
+from lshkit.vocab import (DISTANCES, EMBEDDINGS, LS_CONVENTIONS, RANKINGS, REFERENCES, SEARCH_MODELS as MODELS,
+                          SEARCH_SCALES as SCALES, FITS as EMBEDDING_FITS)
 from lshkit.search.space import SearchSpace
 from lshkit.search.schedule import hyperband_resources, pool_schedule
 from lshkit.train import TrainConfig
@@ -20,15 +21,8 @@ from lshkit.train import TrainConfig
 __all__ = ["SearchConfig", "MODELS", "SCALES", "BUDGETS", "RANKINGS", "EMBEDDINGS", "REFERENCES", "DISTANCES",
            "EMBEDDING_FITS", "LS_CONVENTIONS", "LS_SPACE_FIELDS", "unread_dropped"]
 
-MODELS = TABLE1_MODELS
-SCALES = ("smoke", "cpu", "atlas", "paper", "auto")
+#: Each budget's initial pool (Table 2), and CI's smoke one.
 BUDGETS = {"smoke": 8, **BUDGET_POOL}
-RANKINGS = ("ls", "loss", "gap")
-EMBEDDINGS = emb.EMBEDDINGS
-REFERENCES = emb.REFERENCES
-DISTANCES = emb.DISTANCES
-EMBEDDING_FITS = emb.FITS
-LS_CONVENTIONS = ("paper", "full")
 #: The LS space's options (Appendix B), read only when a search ranks by LS.
 LS_SPACE_FIELDS = ("embedding", "reference", "distance", "embedding_fit")
 # Parameters a search space may not set: they define the comparison itself.

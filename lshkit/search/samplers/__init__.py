@@ -24,10 +24,10 @@ from lshkit.search.samplers.base import Observation, Sampler
 from lshkit.search.samplers.grid import GridSampler
 from lshkit.search.samplers.optuna import OptunaSampler
 from lshkit.search.space import SearchSpace
+from lshkit.vocab import SAMPLERS
 
 __all__ = ["SAMPLERS", "make_sampler", "Observation", "Sampler", "GridSampler", "OptunaSampler", "ATPESampler"]
 
-SAMPLERS = ("grid", "random", "tpe", "atpe", "bohb", "hyperband")
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int = 0) -> Sampler:
