@@ -10,13 +10,20 @@ import numpy as np
 import pandas as pd
 
 from lshkit import embedding as emb
+from lshkit import paper
 from lshkit.atlas import Atlas
 from lshkit.callbacks import LSCallback, ls_tokens
 from lshkit.checks import check_choice, check_positive_int
+from lshkit.data import load_corpus
 from lshkit.dst import SparseConfig
 from lshkit.embedding import LSEmbedding
-from lshkit.stats import rank_correlation
-from lshkit.train import TrainConfig, Trainer
+from lshkit.io import run_record
+from lshkit.report import SOURCES, comparison, save_results, verdict, with_interval
+from lshkit.stats import interval_verdict, rank_correlation
+from lshkit.train import TrainConfig, Trainer, perplexity
+from lshkit.vocab import LS_CONVENTIONS
+from lshkit.experiments.predictive_power import distinct_values
+from lshkit.experiments.readings import READING_LABELS
 
 
 #: Distance columns of :func:`track_training`: the raw L2 to the dense LS under each reading of the
@@ -184,7 +191,7 @@ def trajectories(atlas: Atlas, *, convention: str = "paper", seed: int | None = 
     authors' code measures) and ``distance_final`` (the dense model's final LS; the dense model's own
     row is how far its LS still is from where it ends), and the candidate's configuration (empty for
     the dense model) and final validation perplexity."""
-    check_choice("convention", convention, ("paper", "full"))
+    check_choice("convention", convention, LS_CONVENTIONS)
     seed = atlas.spec.seed if seed is None else seed
     names = [n for n, r in atlas.records.items() if r["seed"] == seed and r["status"] == "ok"]
     dense = atlas.record(None, seed)["name"]
@@ -216,3 +223,129 @@ def ordering_by_reference(paths: pd.DataFrame, epochs=range(1, 6), references=em
               .assign(reference=r) for r in emb.check_references(references)]
     out = pd.concat(frames, ignore_index=True)
     return out[["reference"] + [c for c in out.columns if c != "reference"]]
+
+
+#: Panel B's title under each reading, in the atlas view and the trained one alike.
+DISTANCE_TITLES = {"same_epoch": "B: L2 to the dense LS of the same epoch",
+                   "final": "B: L2 to the dense model's final LS"}
+
+
+#: The variants :func:`train` trains (the dense reference and the two configurations Fig. 1's text
+#: discusses), each with the :data:`lshkit.report.PALETTE` entry it is drawn in.
+VARIANT_COLOURS = {"dense": "dense", "Selfish-RNN default": "Selfish-RNN default", "authors' best": "authors' pick"}
+
+
+#: The paper's reading of Fig. 1, as the verdict sentences state it.
+CLAIM = "the pruned variant nearer the dense LS at epoch 1 ends with the lower validation perplexity"
+
+
+def run(p) -> dict:
+    """Fig. 1 as a notebook's validated parameters ``p`` (:func:`lshkit.report.validate`) ask:
+    every atlas candidate where ``p.source`` is "atlas" (:func:`replay`), else the paper's two
+    variants and the dense model trained for ``p.epochs`` (None: 6 at smoke, 10 otherwise;
+    :func:`train`). The parameters are checked before anything runs; the run is recorded in
+    ``p.run_dir/run.json`` and its results saved beside it. Returns what the notebook shows."""
+    check_choice("source", p.source, SOURCES)
+    references = emb.check_references(p.references)
+    epochs = p.epochs or (6 if p.budget == "smoke" else 10)
+    check_positive_int("epochs", epochs)
+    with run_record(p.run_dir, {**p.extras, "epochs": epochs, "budget": p.budget, "scale": p.effective_scale,
+                                "seed": p.seed, "device": p.device}):
+        return replay(p, references) if p.source == "atlas" else train(p, references, epochs)
+
+
+def replay(p, references) -> dict:
+    """Fig. 1 over every candidate of the atlas ``p.atlas`` (:func:`trajectories`), with the
+    early-ordering statistic under each reading (:func:`ordering_by_reference`, epochs 1 to 5) and
+    how many distinct distances each reading takes (where one per sparse init, ρ only tells the
+    inits apart). Returns ``paths``, ``early``, ``distinct``, ``report`` (the sentences, verdicts
+    per reading at epochs 1 and 3), and the view of panel A: ``colour_range`` (final validation
+    perplexity, minimum to 90th percentile), ``xlim``, ``ylim`` and ``outside`` (how many
+    trajectories leave that view)."""
+    paths = trajectories(p.atlas)
+    pruned = paths[~paths.dense]
+    early = ordering_by_reference(paths, range(1, 6), references, seed=p.seed)
+    columns = [TRAJECTORY_DISTANCES[r] for r in references]
+    distinct = distinct_values(pruned, columns, by="sparse_init").set_index(["epoch", "signal"])
+    save_results(p.run_dir, trajectories=paths, early_ordering=early, distinct_values=distinct.reset_index())
+    lines = [f"{pruned.name.nunique()} pruned candidates of the atlas; Spearman's rho of the L2 to the dense LS at "
+             "epoch E with the final validation perplexity (95% bootstrap interval), under each reading:",
+             early.assign(rho=with_interval(early.rho, early.lo, early.hi))
+             .pivot(index="epoch", columns="reference", values="rho")[references].to_string()]
+    by_epoch = early.set_index(["reference", "epoch"])
+    for epoch in (1, min(3, int(pruned.epoch.max()))):
+        for r, column in zip(references, columns):
+            at, counts = by_epoch.loc[(r, epoch)], distinct.loc[(epoch, column)]
+            only = " (one per sparse init: it only tells ER from uniform initialisation apart)" if counts.only_by else ""
+            lines.append(f"{READING_LABELS[r]}, epoch {epoch}: {counts.distinct} distinct distances over "
+                         f"{counts.candidates} candidates{only}; the paper's reading, that a candidate nearer the dense "
+                         f"LS ends with the lower validation perplexity (rho above 0), "
+                         f"{interval_verdict(at.lo, at.hi)} over the atlas.")
+    return {"source": "atlas", "paths": paths, "early": early, "distinct": distinct, "report": "\n".join(lines),
+            "colour_range": (pruned.final_valid_ppl.min(), pruned.final_valid_ppl.quantile(0.9)),
+            **_view(pruned, paths[paths.dense])}
+
+
+def _view(pruned: pd.DataFrame, dense: pd.DataFrame) -> dict:
+    # A few candidates' spectra blow up (exponents of hundreds of bits per step); the view keeps the
+    # bulk of them and the whole dense path.
+    lo, hi = pruned[["pc1", "pc2"]].quantile(0.05), pruned[["pc1", "pc2"]].quantile(0.95)
+    lo, hi = lo.combine(dense[["pc1", "pc2"]].min(), min), hi.combine(dense[["pc1", "pc2"]].max(), max)
+    pad = (hi - lo) * 0.1
+    beyond = (pruned.pc1.abs() > hi.pc1 + pad.pc1) | (pruned.pc2.abs() > hi.pc2 + pad.pc2)
+    return {"xlim": (lo.pc1 - pad.pc1, hi.pc1 + pad.pc1), "ylim": (lo.pc2 - pad.pc2, hi.pc2 + pad.pc2),
+            "outside": int(beyond.groupby(pruned.name).any().sum())}
+
+
+def train(p, references, epochs: int) -> dict:
+    """Fig. 1 trained: the dense model and the two variants of :data:`VARIANT_COLOURS` at the
+    stacked LSTM's sparsity (Table A1), ``epochs`` epochs of the preset at ``p.effective_scale``
+    from the same seeded weights, checkpointed in ``p.run_dir`` (:func:`track_training`), their
+    early ordering (:func:`early_ordering`) and their final perplexities beside the paper's
+    (Table 1; the authors' released pick). Returns ``curves``, ``spectra``, ``ranked`` (panel A's
+    spectra, sorted, at epochs 0, 1, half-way and the last), ``ordering``, ``comparison``,
+    ``report`` (the setup and every model's curves) and ``verdicts`` (the sentences per reading)."""
+    cfg = TrainConfig.preset(p.effective_scale, "lstm")
+    _check_epochs(epochs, cfg)
+    corpus = load_corpus(cfg.dataset, seed=p.seed)
+    density = 1 - paper.SPARSITY["lstm"]
+    variants = dict(zip(VARIANT_COLOURS, (None, SparseConfig(density=density, **paper.SELFISH_RNN_DEFAULT["lstm"]),
+                                          SparseConfig(density=density, **paper.AUTHORS_BEST_LSTM["config"]))))
+    checkpoints = p.run_dir / f"checkpoints-{epochs}epochs-{p.ls_warmup}"
+    curves, spectra = track_training(cfg, corpus, variants, epochs=epochs, seed=p.seed, device=p.device,
+                                     progress=p.progress, checkpoint_dir=checkpoints,
+                                     stable_warmup=p.ls_warmup == "stable")
+    # The trained models, read back from their checkpoints, for their test perplexity.
+    trainers = train_variants(cfg, corpus, variants, epochs=epochs, seed=p.seed, device=p.device,
+                              progress=p.progress, checkpoint_dir=checkpoints)
+    final = pd.DataFrame([{"variant": name, "epoch": epochs, "test_ppl": perplexity(t.evaluate("test"))}
+                          for name, t in trainers.items()])
+    ordering = early_ordering(curves, dense="dense", epoch=1)
+    test, valid = final.set_index("variant").test_ppl, curves[curves.epoch == epochs].set_index("variant").valid_ppl
+    table = comparison([
+        ("dense, test perplexity", test["dense"], paper.TABLE1[("lstm", "ptb")]["dense_ntasgd"]),
+        ("Selfish-RNN default, test perplexity", test["Selfish-RNN default"],
+         paper.TABLE1[("lstm", "ptb")]["selfish_rnn"]),
+        ("authors' best, validation perplexity", valid["authors' best"], paper.AUTHORS_BEST_LSTM["valid_ppl"]),
+        ("authors' best, test perplexity", test["authors' best"], paper.AUTHORS_BEST_LSTM["test_ppl"]),
+    ], comparable=p.paper_scale and epochs == cfg.epochs,
+       reason=p.scale_reason or f"our models trained {epochs} of the paper's {cfg.epochs} epochs")
+    save_results(p.run_dir, curves=curves, spectra=spectra, final=final, ls_info=curves.attrs["ls_info"],
+                 ordering=ordering, comparison=table)
+    sentences = [verdict(table)]
+    rows = ordering.set_index("distance")
+    for r in references:
+        row = rows.loc[TRAJECTORY_DISTANCES[r]]
+        sentences.append(f"{READING_LABELS[r]}: in ours, {row.nearest!r} is nearer at epoch 1"
+                         f"{' and stays nearer' if row.stays_nearest else ' but does not stay nearer'}; {row.best!r} "
+                         f"ends with the lower validation perplexity: the paper's claim that {CLAIM} "
+                         f"{'holds' if row.same_ordering else 'does not hold'} here.")
+    shown = sorted({0, 1, epochs // 2, epochs})
+    ranked = spectra[spectra.epoch.isin(shown)].sort_values(["variant", "epoch", "exponent"], ascending=False)
+    ranked["rank"] = ranked.groupby(["variant", "epoch"]).cumcount() + 1
+    return {"source": "train", "curves": curves, "spectra": spectra, "ranked": ranked, "ordering": ordering,
+            "comparison": table,
+            "report": f"{corpus.name!r} corpus, {cfg.num_layers}x{cfg.hidden_size} LSTM, {epochs} of {cfg.epochs} "
+                      "epochs per model\n" + curves[["variant", "epoch", "valid_ppl", "density", *DISTANCE_COLUMNS]]
+            .round(3).to_string(index=False),
+            "verdicts": "\n".join(sentences)}

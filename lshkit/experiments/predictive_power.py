@@ -13,6 +13,9 @@ import pandas as pd
 from lshkit import embedding as emb
 from lshkit.atlas import Atlas
 from lshkit.checks import check_choice, check_int, check_number
+from lshkit.io import run_record
+from lshkit.report import save_results, with_interval
+from lshkit.vocab import LS_CONVENTIONS
 from lshkit.stats import interval_verdict, paired_difference, rank_correlation
 from lshkit.experiments.readings import READINGS, READING_LABELS
 
@@ -27,7 +30,6 @@ SIGNALS = ("ls_distance", "valid_loss")
 LS_FLOOR = math.log2(1e-30)
 
 
-#: Each reading as figures name it (the keys of :data:`lshkit.report.PALETTE`).
 def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", embedding: str = "pca",
                   distance: str = "l2", fit: str = "candidate", reference: str = "same_epoch",
                   seed: int | None = None) -> pd.DataFrame:
@@ -37,7 +39,7 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
     ``distance``; ``ls_distance_<d>`` for every distance d of the same embedding), ``valid_loss``
     at E, and the candidate's ``final_valid_ppl`` and ``final_test_ppl``. Candidates of training
     seed ``seed`` (default the atlas's main seed); the dense model of the same seed is the reference."""
-    check_choice("convention", convention, ("paper", "full"))
+    check_choice("convention", convention, LS_CONVENTIONS)
     check_choice("embedding", embedding, emb.EMBEDDINGS)
     check_choice("fit", fit, emb.FITS)
     check_choice("distance", distance, emb.DISTANCES)
@@ -63,7 +65,7 @@ def early_signals(atlas: Atlas, epochs=range(6), *, convention: str = "paper", e
     return pd.DataFrame(rows)
 
 
-def predictive_power(atlas: Atlas, epochs=range(6), *, conventions=("paper", "full"), embeddings=emb.EMBEDDINGS,
+def predictive_power(atlas: Atlas, epochs=range(6), *, conventions=LS_CONVENTIONS, embeddings=emb.EMBEDDINGS,
                      distances=emb.DISTANCES, references=emb.REFERENCES, fit: str = "candidate",
                      n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fig. 1's claim for every reading of the reference × LS convention × embedding × distance:
@@ -222,7 +224,7 @@ def reference_drift(atlas: Atlas, *, convention: str = "paper", seed: int | None
     the order the QR gives them); beside it the pruned candidates' L2 to the dense LS of the same
     epoch, the distances the reference has to tell apart: ``candidates_median`` and its quartiles
     ``candidates_q25`` and ``candidates_q75``."""
-    check_choice("convention", convention, ("paper", "full"))
+    check_choice("convention", convention, LS_CONVENTIONS)
     check_int("tail_from", tail_from, low=0)
     seed = atlas.spec.seed if seed is None else seed
     dense = atlas.ls(atlas.record(None, seed)["name"], convention).astype(np.float64)
@@ -250,7 +252,7 @@ def floor_exponents(atlas: Atlas, *, epoch: int, convention: str = "paper", floo
     training seed ``seed``: ``candidates``; at ``epoch``, how many of them have any
     (``candidates_at_epoch``) and how many such exponents they hold (``exponents_at_epoch``); and
     over every epoch of their runs, ``candidates_ever`` and ``exponents_ever``."""
-    check_choice("convention", convention, ("paper", "full"))
+    check_choice("convention", convention, LS_CONVENTIONS)
     check_int("epoch", epoch, low=0)
     seed = atlas.spec.seed if seed is None else seed
     rows = []
@@ -360,3 +362,183 @@ def reference_drift_figure(drift: pd.DataFrame, signals: pd.DataFrame, *, epoch:
     axes[-1].legend(title="death rate", fontsize=8, loc="center right")
     fig.tight_layout()
     return fig
+
+
+#: The paper's central claim (§3.2, Fig. 1), as the verdict sentences state it.
+CLAIM = "the LS distance after E epochs predicts the final validation perplexity better than the validation loss"
+
+
+def run(p) -> dict:
+    """The central claim on every candidate of the atlas ``p.atlas``, as a notebook's validated
+    parameters ``p`` (:func:`lshkit.report.validate`) ask: the noise floor (:func:`seed_noise`),
+    ρ of each signal per LS setting and reading (:func:`predictive_power`, E = 0..``p.max_epoch``),
+    the headline setting (the first of ``p.conventions``, ``p.embeddings`` and ``p.distances``) per
+    reading (:func:`by_reference`), where the early epochs are degenerate (:func:`distinct_values`),
+    the half-removal's survivors (:func:`survival_by_reference`), the verdict at the removal epoch
+    E = 3 (the paper's epochs per round) and why the readings disagree (:func:`reference_drift`,
+    :func:`floor_exponents`, :func:`nearest_half`, ρ within one death rate). The parameters are
+    checked before anything runs; the run is recorded in ``p.run_dir/run.json`` and its results
+    saved beside it.
+
+    Returns the texts the notebook prints (``candidates``, ``headline``, ``distinct``, ``settings``,
+    ``survival``, ``claim``, ``drift``) and the figures' inputs: ``rho_lines`` (ρ per convention,
+    line and epoch, with the :data:`lshkit.report.PALETTE` entry of each line), ``settings_grid``
+    (ρ(LS) − ρ(loss) per setting and epoch), ``reference_drift``, ``signals``, ``removal`` and
+    ``distance_label``."""
+    check_choice("source", p.source, ("atlas",))
+    check_int("max_epoch", p.max_epoch, low=0)
+    check_int("n_boot", p.n_boot, low=10)
+    for name, values, valid in (("conventions", p.conventions, LS_CONVENTIONS),
+                                ("embeddings", p.embeddings, emb.EMBEDDINGS),
+                                ("distances", p.distances, emb.DISTANCES)):
+        if not values:
+            raise ValueError(f"{name} must name at least one of {list(valid)}")
+        for value in values:
+            check_choice(name, value, valid)
+    references = emb.check_references(p.references)
+    atlas = p.atlas
+    with run_record(p.run_dir, {**p.extras, "seed": p.seed, "atlas": str(atlas.root)}):
+        return _run(p, atlas, references)
+
+
+def _run(p, atlas: Atlas, references) -> dict:
+    from lshkit.experiments.shootout import within_groups  # here: shootout builds on this module's signals
+
+    epochs = range(p.max_epoch + 1)
+    removal = min(3, p.max_epoch)  # the epochs per round of the paper's searches: where the claim is judged
+    main = dict(convention=p.conventions[0], embedding=p.embeddings[0], distance=p.distances[0])
+    status = atlas.candidates()
+    pruned = status[~status.dense & (status.seed == atlas.spec.seed)]
+    noise = seed_noise(atlas)
+    correlations, differences = predictive_power(atlas, epochs, conventions=p.conventions, embeddings=p.embeddings,
+                                                 distances=p.distances, references=references, n_boot=p.n_boot,
+                                                 seed=p.seed)
+    signals = reference_signals(atlas, epochs, references=references, **main)
+    table = by_reference(correlations, differences, **main)
+    distinct = distinct_values(signals, SIGNALS, by="sparse_init")
+    kept = survival_by_reference(signals)
+    claim, claim_text = _claim(table, differences, removal, main)
+    drift = reference_drift(atlas, convention=main["convention"])
+    floors = floor_exponents(atlas, epoch=removal, convention=main["convention"])
+    nearest = nearest_half(signals, epoch=removal)
+    within = pd.concat([within_groups(part, "death_rate", removal, ["ls_distance"], n_boot=p.n_boot, seed=p.seed)
+                        .assign(reference=r) for r, part in signals.groupby("reference", sort=False)],
+                       ignore_index=True)
+    save_results(p.run_dir, seed_noise=noise, correlations=correlations, differences=differences, headline=table,
+                 distinct_values=distinct, survival=kept, claim=claim, reference_drift=drift, floor_exponents=floors,
+                 nearest_half=nearest, within_death_rate=within)
+    wide = differences.assign(setting=differences.reference + ": " + differences.convention + " "
+                              + differences.embedding + "/" + differences.distance)
+    dense_ppl = status[status.dense & (status.seed == atlas.spec.seed)].valid_ppl.iloc[0]
+    return {
+        "candidates": f"atlas {atlas.spec.scale}: {len(pruned)} of its {len(atlas.spec.grid())} pruned candidates built "
+                      f"({(pruned.status == 'ok').sum()} trained to the end), final validation perplexity "
+                      f"{pruned.valid_ppl.min():.1f} to {pruned.valid_ppl.max():.1f}; dense {dense_ppl:.1f}\n"
+                      + noise.round(2).to_string(index=False),
+        "headline": _headline(table, main, references),
+        "distinct": _degenerate(distinct, signals, references),
+        "settings": wide.assign(cell=with_interval(wide.difference, wide.lo, wide.hi))
+        .pivot(index="setting", columns="epoch", values="cell").to_string(),
+        "survival": kept.pivot(index="epoch", columns="arm", values="fraction")[list(pd.unique(kept.arm))]
+        .round(2).to_string(),
+        "claim": claim_text,
+        "drift": _diagnosis(atlas, drift, floors, nearest, within, removal, main, references),
+        "rho_lines": _rho_lines(correlations, main, references),
+        "settings_grid": wide.pivot(index="setting", columns="epoch", values="difference"),
+        "reference_drift": drift, "signals": signals, "removal": removal,
+        "distance_label": f"LS distance ({main['embedding'].upper()}/{main['distance'].upper()})",
+    }
+
+
+def _headline(table: pd.DataFrame, main: dict, references) -> str:
+    rows = {r: part.set_index("epoch") for r, part in table.groupby("reference", sort=False)}
+    headline = pd.DataFrame({f"rho(LS), {r}": with_interval(t.rho_ls, t.rho_ls_lo, t.rho_ls_hi) for r, t in rows.items()})
+    loss = rows[references[0]]
+    headline["rho(loss)"] = with_interval(loss.rho_loss, loss.rho_loss_lo, loss.rho_loss_hi)
+    for r, t in rows.items():
+        headline[f"LS - loss, {r}"] = with_interval(t.difference, t.lo, t.hi)
+    return (f"LS convention {main['convention']}, embedding {main['embedding']}, distance {main['distance']} "
+            f"({int(loss.candidates.iloc[0])} candidates; rho with the final validation perplexity, 95% bootstrap "
+            f"intervals):\n{headline.to_string()}")
+
+
+def _degenerate(distinct: pd.DataFrame, signals: pd.DataFrame, references) -> str:
+    lines = [distinct.pivot_table(index="epoch", columns=["reference", "signal"], values="distinct",
+                                  sort=False).to_string()]
+    degenerate = distinct.groupby("epoch").only_by.all()
+    flat = [int(e) for e in degenerate.index[degenerate]]
+    sizes = signals[signals.reference == references[0]].drop_duplicates("name").groupby("sparse_init").size()
+    if flat:
+        lines.append(f"\nAt E = {', '.join(map(str, flat))} every signal under every reading takes one value per "
+                     f"sparse init ({', '.join(f'{k}: {v} candidates' for k, v in sizes.items())}): there ρ only "
+                     "tells ER from uniform initialisation apart, and no claim about ranking candidates can be read "
+                     "off those epochs.")
+    return "\n".join(lines)
+
+
+def _claim(table: pd.DataFrame, differences: pd.DataFrame, removal: int, main: dict) -> tuple[dict, str]:
+    """The verdict at the removal epoch per reading, on the headline setting's paired interval
+    (:func:`by_reference`), with the count of verdicts over every LS setting."""
+    claim = {"claim": CLAIM, "epoch": removal, **main, "readings": {}}
+    at = table[table.epoch == removal].set_index("reference")
+    settings = differences[differences.epoch == removal]
+    settings = settings.assign(verdict=[interval_verdict(lo, hi) for lo, hi in zip(settings.lo, settings.hi)])
+    lines = []
+    for r, row in at.iterrows():
+        counts = settings[settings.reference == r].verdict.value_counts()
+        claim["readings"][r] = {**{k: float(row[k]) for k in ("rho_ls", "rho_ls_lo", "rho_ls_hi", "difference", "lo",
+                                                              "hi")},
+                                "ls_predicts": row.ls_predicts, "verdict": row.ls_beats_loss,
+                                "settings": {k: int(v) for k, v in counts.items()}}
+        lines.append(f"{READING_LABELS[r]} (E = {removal}, {main['convention']} convention, "
+                     f"{main['embedding']}/{main['distance']}): ρ(LS) = {row.rho_ls:+.2f} [{row.rho_ls_lo:+.2f}, "
+                     f"{row.rho_ls_hi:+.2f}], ρ(LS) − ρ(loss) = {row.difference:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}]: "
+                     f"the paper's claim that {CLAIM} {row.ls_beats_loss} at the atlas scale, and the weaker claim "
+                     f"that it predicts at all {row.ls_predicts}; over all {int(counts.sum())} LS settings: "
+                     + ", ".join(f"{v}: {n}" for v, n in counts.items()) + ".")
+    held = [READING_LABELS[r] for r in at.index if at.loc[r, "ls_beats_loss"] == "holds"]
+    lines.append(f"\nSo at the atlas scale the claim is reproduced under "
+                 f"{'the ' + ' and the '.join(held) if held else 'no reading'}"
+                 + "".join(f"; under the {READING_LABELS[r]} it {at.loc[r, 'ls_beats_loss']}" for r in at.index
+                           if READING_LABELS[r] not in held) + ".")
+    return claim, "\n".join(lines)
+
+
+def _diagnosis(atlas: Atlas, drift, floors, nearest, within, removal: int, main: dict, references) -> str:
+    now, last = drift.set_index("epoch").loc[removal], int(drift.epoch.max())
+    exponents = atlas.ls(atlas.name(None, atlas.spec.seed), main["convention"]).shape[1]
+    lines = [f"The dense LS moves {now.dense_drift:.1f} bits per step between epoch {removal} and epoch {last} "
+             f"({now.tail_share:.1%} of it, in squares, in exponents 33-{exponents}), "
+             f"{now.dense_drift / now.candidates_median:.1f} times the median candidate's distance to the dense LS of "
+             f"epoch {removal} ({now.candidates_median:.1f}; quartiles {now.candidates_q25:.1f} to "
+             f"{now.candidates_q75:.1f}).",
+             f"\nShare of each death rate's candidates in the nearest half at E = {removal}, and their median final "
+             "perplexities:",
+             nearest.round({"median_final_valid_ppl": 1, "median_final_test_ppl": 1, "kept": 2})
+             .pivot(index=["death_rate", "median_final_valid_ppl", "median_final_test_ppl"], columns="reference",
+                    values="kept")[references].reset_index().to_string(index=False),
+             f"\nρ of the LS distance with the final validation perplexity within one death rate at E = {removal}:",
+             within.assign(rho=with_interval(within.rho, within.lo, within.hi))
+             .pivot(index="reference", columns="death_rate", values="rho").loc[references].to_string(),
+             f"\nExponents at the LS floor (log2 ≤ −99), at E = {removal} and over the whole run:",
+             floors.to_string(index=False)]
+    if "final" in references:
+        final = nearest[nearest.reference == "final"].set_index("death_rate")
+        light, heavy = final.index.min(), final.index.max()
+        lines.append(f"\nUnder the final reading a half-removal at E = {removal} keeps {final.kept[heavy]:.0%} of the "
+                     f"death-rate-{heavy:g} candidates (median test perplexity {final.median_final_test_ppl[heavy]:.0f})"
+                     f" against {final.kept[light]:.0%} of the {light:g} ones ({final.median_final_test_ppl[light]:.0f}):"
+                     " the heavily pruned candidates, whose spectra contract early, sit nearest where the dense LS "
+                     "ends, and they are the worst models.")
+    return "\n".join(lines)
+
+
+def _rho_lines(correlations: pd.DataFrame, main: dict, references) -> pd.DataFrame:
+    """The headline embedding and distance's ρ per convention: the LS distance under each reading
+    and the validation loss once (it reads no LS), each with its label and PALETTE entry."""
+    shown = correlations[(correlations.embedding == main["embedding"]) & (correlations.distance == main["distance"])]
+    parts = [shown[shown.signal.eq("ls_distance") & shown.reference.eq(r)]
+             .assign(label=f"LS distance, {READING_LABELS[r]}", colour=READING_LABELS[r]) for r in references]
+    parts.append(shown[shown.signal.eq("valid_loss") & shown.reference.eq(references[0])]
+                 .assign(label="validation loss", colour="loss ranking"))
+    return pd.concat(parts, ignore_index=True)

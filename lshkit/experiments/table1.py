@@ -10,15 +10,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from lshkit import paper
+from lshkit.checks import check_choice, check_positive_int
 from lshkit.data import load_corpus
 from lshkit.embedding import check_references
 from lshkit.env import resolve_device
+from lshkit.io import run_record
+from lshkit.report import SOURCES, comparison, save_results
 from lshkit.search import SearchConfig, run_search
+from lshkit.stats import overall_verdict
 from lshkit.train import TrainConfig
+from lshkit.vocab import SEARCH_MODELS
+from lshkit.experiments.fixed import SELFISH_RNN, atlas_fixed, check_config, selfish_rnn_config, sized, train_fixed
+from lshkit.experiments.readings import READING_LABELS, reading_verdict
 
 
-from lshkit.experiments.fixed import SELFISH_RNN, atlas_fixed, check_config, selfish_rnn_config, train_fixed
-from lshkit.experiments.readings import READING_LABELS
 #: Table 1's methods, in its column order, with the labels the notebooks print.
 METHODS = {"dense": "dense", "selfish_rnn": "Selfish-RNN default", "lsh": "LSH pick"}
 
@@ -176,3 +182,117 @@ def table1_claim(rows: pd.DataFrame) -> pd.DataFrame:
         margin = table["lsh"] - table[["selfish_rnn", "dense"]].min(axis=1)
         table["state"] = [interval_verdict(m - h, m + h, better="below") for m, h in zip(margin, half)]
     return table.reset_index()
+
+
+#: Table 1's models as its rows name them, with the paper's data.
+MODEL_NAMES = {"lstm": "stacked LSTM / PTB", "rhn": "RHN / PTB", "awd_mos": "AWD-LSTM-MoS / WikiText-2"}
+
+
+CLAIM = "the LSH pick beats the Selfish-RNN default and the dense model"
+
+
+def run(p) -> dict:
+    """Table 1 as a notebook's validated parameters ``p`` (:func:`lshkit.report.validate`) ask: the
+    stacked LSTM's row on the atlas where ``p.source`` is "atlas" (:func:`atlas_methods_by_reference`,
+    ``p.repeats`` replays per reading, None: 100), else every model of ``p.models`` trained
+    (:func:`compare_methods_by_reference`), under each reading in ``p.references``; then ours beside
+    the paper's Table 1 and its claim judged per reading (:func:`table1_claim`,
+    :func:`lshkit.stats.overall_verdict`). The parameters are checked before anything runs; the run
+    is recorded in ``p.run_dir/run.json`` and its results saved beside it.
+
+    Returns ``table1`` (every row), ``shown`` (its columns as the notebook shows them), ``setup`` (what
+    ran, per model), ``comparison``, ``claims``, ``verdicts`` (a sentence per reading), and the bar
+    chart's inputs: ``bars`` (ours and the paper's test perplexity, per model name and method),
+    ``bar_order`` (the methods in order) and ``not_run`` (the model names without a number of ours)."""
+    check_choice("source", p.source, SOURCES)
+    references = check_references(p.references)
+    for model in p.models:
+        check_choice("models", model, SEARCH_MODELS)
+    if p.repeats is not None:
+        check_positive_int("repeats", p.repeats)
+    repeats = p.repeats or 100
+    with run_record(p.run_dir, {**p.extras, "repeats": repeats, "budget": p.budget, "scale": p.effective_scale,
+                                "seed": p.seed, "device": p.device}):
+        setup, frames, mos_data = (_replayed(p, references, repeats) if p.source == "atlas"
+                                   else _trained(p, references))
+        table1 = pd.concat(frames, ignore_index=True)
+        table = _comparison(table1, p)
+        claims = table1_claim(table1)
+        save_results(p.run_dir, table1=table1, comparison=table, claim=claims)
+    claim = (f"{CLAIM} (test perplexity, every model run: "
+             f"{', '.join(MODEL_NAMES[m] for m in dict.fromkeys(claims.model))})")
+    verdicts = [] if mos_data is None or "awd_mos" not in p.models else [f"\nAWD-LSTM-MoS: {mos_data}."]
+    verdicts += ["\n" + reading_verdict(reference, table, claim=claim, holds=overall_verdict(cells.state))
+                 for reference, cells in claims.groupby("reference", sort=False)]
+    columns = ["model", "dataset", "label", "sparsity", "status", "valid_ppl", "test_ppl", "seconds", "configuration"]
+    return {"table1": table1, "shown": table1[columns + (["n", "ci95"] if p.source == "atlas" else [])].round(2),
+            "setup": "\n".join(setup), "comparison": table, "claims": claims, "verdicts": "\n".join(verdicts),
+            **_bars(table1, references)}
+
+
+def _replayed(p, references, repeats):
+    atlas = p.atlas
+    spec = atlas.spec
+    others = [m for m in p.models if m != spec.model]
+    line = (f"the atlas at {atlas.root.name}: {spec.model} on {spec.train_config().dataset} at sparsity "
+            f"{spec.sparsity}, LSH (TPE, LS ranking, budget {p.budget}) replayed {repeats} times per reading"
+            + (f"; {', '.join(others)} need source='train'" if others else ""))
+    return [line], [atlas_methods_by_reference(atlas, p.run_dir / "replays", references=references,
+                                               repeats=repeats, first_seed=p.seed, budget=p.budget,
+                                               committed=p.committed_dir / "replays")], None
+
+
+def _trained(p, references):
+    setup, frames, mos_data = [], [], None
+    # The dense references, keyed by model, scale, seed and settings.
+    reference_dir = p.run_dir / "reference"
+    for model in p.models:
+        config = sized(SearchConfig(model=model, budget=p.budget, scale=p.scale, sampler="tpe", ranking="ls",
+                                    seed=p.seed))
+        if model == "awd_mos":
+            config, mos_data = mos_search_config(config, p.device)
+            setup.append(f"awd_mos: {mos_data}")
+        resolved = config.resolved(p.device)
+        train = resolved.train_config()
+        setup.append(f"{model}: {train.dataset}, hidden {train.hidden_size}, batch {train.batch_size}, "
+                     f"{resolved.final_epochs} epochs, sparsity {resolved.sparsity}, pool {resolved.pool}, "
+                     f"E = {resolved.epochs_per_round}")
+        frames.append(compare_methods_by_reference(config, p.run_dir / model, references=references,
+                                                   storage=p.storage, device=p.device, reference_dir=reference_dir,
+                                                   progress=p.progress))
+    return setup, frames, mos_data
+
+
+def _comparison(table1: pd.DataFrame, p) -> pd.DataFrame:
+    """Ours beside the paper's Table 1, a row per model, method and reading (the paper's NT-ASGD
+    dense number beside our dense model); a model not run shows no number of ours."""
+    ours_data = table1.groupby("model")["dataset"].first()
+    rows = []
+    for (model, data), values in paper.TABLE1.items():
+        # A model run on other data than the paper's says so in its label (AWD-LSTM-MoS on PTB).
+        other = "" if p.budget == "smoke" or ours_data.get(model, data) == data else f" (ours on {ours_data[model]})"
+        for method, label in METHODS.items():
+            key = "dense_ntasgd" if method == "dense" and "dense_ntasgd" in values else method
+            mine = table1[(table1.model == model) & (table1.method == method)]
+            for r in mine.itertuples() if len(mine) else [None]:
+                rows.append((f"{MODEL_NAMES[model]}: {label if r is None else r.label}{other}",
+                             None if r is None or pd.isna(r.test_ppl) else r.test_ppl, values[key]))
+    return comparison(rows, comparable=p.paper_scale, reason=p.scale_reason)
+
+
+def _bars(table1: pd.DataFrame, references) -> dict:
+    short = {"dense": "dense", "selfish_rnn": "Selfish-RNN"}
+    lsh = {r: f"LSH, {r.replace('_', '-')} ref." for r in references}
+    # The paper's LSH numbers were made by the authors' code, that is with the same-epoch reference.
+    paper_lsh = lsh.get("same_epoch", "LSH, same-epoch ref.")
+    paper_rows = [{"model": model, "method": method, "test_ppl": values[key], "source": "paper"}
+                  for (model, _), values in paper.TABLE1.items()
+                  for method, key in [("dense", "dense_ntasgd" if "dense_ntasgd" in values else "dense"),
+                                      ("selfish_rnn", "selfish_rnn"), (paper_lsh, "lsh")]]
+    ours = table1.assign(source="ours", method=[lsh[r] if m == "lsh" else m
+                                                for m, r in zip(table1.method, table1.reference)])
+    bars = pd.concat([ours[["model", "method", "test_ppl", "source"]], pd.DataFrame(paper_rows)], ignore_index=True)
+    bars["method"], bars["model"] = bars["method"].replace(short), bars["model"].map(MODEL_NAMES)
+    run = set(bars[(bars.source == "ours") & bars.test_ppl.notna()].model)
+    return {"bars": bars, "bar_order": list(short.values()) + list(dict.fromkeys([*lsh.values(), paper_lsh])),
+            "not_run": [name for name in MODEL_NAMES.values() if name not in run]}
