@@ -16,7 +16,7 @@ LAYERS = (
     ("atlas", ("atlas",)),
     ("experiments", ("experiments", "report", "bench", "bench_optuna", "bench_cli", "prune_export")),
     ("studies", ("studies",)),
-    ("command line", ("__main__",)),
+    ("command line", ("__main__", "notebooks_cli")),
 )
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 
