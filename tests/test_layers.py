@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lshkit"
 #: Lowest first. A module not named here is an error, so a new module must say where it belongs.
 LAYERS = (
     ("core", ("checks", "io", "env", "paper", "stats", "data", "models", "dst", "train", "ls", "embedding",
-              "graph", "storage", "callbacks", "vocab")),
+              "graph", "storage", "callbacks", "vocab", "presets")),
     ("search", ("search", "sweep")),
     ("atlas", ("atlas",)),
     ("experiments", ("experiments", "report", "bench", "bench_optuna", "bench_cli", "prune_export")),
