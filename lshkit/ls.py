@@ -281,6 +281,32 @@ def _lstm_stack(layers, sizes, convention):
     return linearise, (n_h if convention == "paper" else 2 * n_h)
 
 
+def _stack_propagation(convention, L, H, up, down):
+    """The tangent map of a stack of ``L`` layers of ``H`` units, whose state is the layers'
+    states side by side. "full" applies J bottom-up: ``up(l, q_l, dh_below)`` is layer l's block
+    of J q from its own block of q and the layer below's result (None at the bottom). "paper"
+    applies J^T top-down: ``down(l, cot)`` is layer l's block of J^T q and the cotangent it
+    passes to the layer below (None at the bottom), to which that layer's block of q is added."""
+    if convention == "full":
+        def propagate(q):
+            outs, below = [], None
+            for l in range(L):
+                below = up(l, q[:, l * H:(l + 1) * H], below)
+                outs.append(below)
+            return torch.cat(outs, dim=1)
+        return propagate
+
+    def propagate(q):
+        out = [None] * L
+        cot = q[:, (L - 1) * H:]
+        for l in range(L - 1, -1, -1):
+            out[l], passed = down(l, cot)
+            if l:
+                cot = q[:, (l - 1) * H:l * H] + passed
+        return torch.cat(out, dim=1)
+    return propagate
+
+
 def _gru(model, dtype, convention):
     """GRU (PyTorch gates r, z, n): ``n = tanh(x_n + r hh_n)``, ``h' = (1-z) n + z h``.
 
@@ -306,34 +332,24 @@ def _gru(model, dtype, convention):
             scales.append((alpha, r, alpha * hn * r * (1 - r), (h_l - n) * z * (1 - z), z))
         state_next = torch.cat(hs, dim=1)
 
-        if convention == "full":
-            def propagate(q):
-                outs, dh_in = [], None
-                for l, (w_ih, w_hh, _, _) in enumerate(layers):
-                    alpha, r, a_r, a_z, z = scales[l]
-                    q_l = q[:, l * H:(l + 1) * H]
-                    Gh_r, Gh_z, Gh_n = torch.matmul(w_hh, q_l).split(H, dim=1)
-                    d_r, d_z, d_n = Gh_r, Gh_z, _col(r) * Gh_n
-                    if l:
-                        Gx_r, Gx_z, Gx_n = torch.matmul(w_ih, dh_in).split(H, dim=1)
-                        d_r, d_z, d_n = d_r + Gx_r, d_z + Gx_z, d_n + Gx_n
-                    dh_in = _col(alpha) * d_n + _col(a_r) * d_r + _col(a_z) * d_z + _col(z) * q_l
-                    outs.append(dh_in)
-                return torch.cat(outs, dim=1)
-            return state_next, propagate
+        def up(l, q_l, dh_in):
+            w_ih, w_hh = layers[l][0], layers[l][1]
+            alpha, r, a_r, a_z, z = scales[l]
+            d_r, d_z, Gh_n = torch.matmul(w_hh, q_l).split(H, dim=1)
+            d_n = _col(r) * Gh_n
+            if dh_in is not None:
+                Gx_r, Gx_z, Gx_n = torch.matmul(w_ih, dh_in).split(H, dim=1)
+                d_r, d_z, d_n = d_r + Gx_r, d_z + Gx_z, d_n + Gx_n
+            return _col(alpha) * d_n + _col(a_r) * d_r + _col(a_z) * d_z + _col(z) * q_l
 
-        def propagate(q):
-            out = [None] * L
-            cot = q[:, (L - 1) * H:]
-            for l in range(L - 1, -1, -1):
-                w_ih, w_hh = layers[l][0], layers[l][1]
-                alpha, r, a_r, a_z, z = scales[l]
-                g_r, g_z, g_n = _col(a_r) * cot, _col(a_z) * cot, _col(alpha) * cot
-                out[l] = torch.matmul(w_hh.T, torch.cat([g_r, g_z, _col(r) * g_n], dim=1)) + _col(z) * cot
-                if l:
-                    cot = q[:, (l - 1) * H:l * H] + torch.matmul(w_ih.T, torch.cat([g_r, g_z, g_n], dim=1))
-            return torch.cat(out, dim=1)
-        return state_next, propagate
+        def down(l, cot):
+            w_ih, w_hh = layers[l][0], layers[l][1]
+            alpha, r, a_r, a_z, z = scales[l]
+            g_r, g_z, g_n = _col(a_r) * cot, _col(a_z) * cot, _col(alpha) * cot
+            mine = torch.matmul(w_hh.T, torch.cat([g_r, g_z, _col(r) * g_n], dim=1)) + _col(z) * cot
+            return mine, (torch.matmul(w_ih.T, torch.cat([g_r, g_z, g_n], dim=1)) if l else None)
+
+        return state_next, _stack_propagation(convention, L, H, up, down)
 
     return linearise, L * H
 
@@ -357,28 +373,17 @@ def _rnn(model, dtype, convention):
             inp = h_new
         state_next = torch.cat(hs, dim=1)
 
-        if convention == "full":
-            def propagate(q):
-                outs, dh_in = [], None
-                for l, (w_ih, w_hh, _, _) in enumerate(layers):
-                    G = torch.matmul(w_hh, q[:, l * H:(l + 1) * H])
-                    if l:
-                        G = G + torch.matmul(w_ih, dh_in)
-                    dh_in = _col(slopes[l]) * G
-                    outs.append(dh_in)
-                return torch.cat(outs, dim=1)
-            return state_next, propagate
+        def up(l, q_l, dh_in):
+            G = torch.matmul(layers[l][1], q_l)
+            if dh_in is not None:
+                G = G + torch.matmul(layers[l][0], dh_in)
+            return _col(slopes[l]) * G
 
-        def propagate(q):
-            out = [None] * L
-            cot = q[:, (L - 1) * H:]
-            for l in range(L - 1, -1, -1):
-                P = _col(slopes[l]) * cot
-                out[l] = torch.matmul(layers[l][1].T, P)
-                if l:
-                    cot = q[:, (l - 1) * H:l * H] + torch.matmul(layers[l][0].T, P)
-            return torch.cat(out, dim=1)
-        return state_next, propagate
+        def down(l, cot):
+            P = _col(slopes[l]) * cot
+            return torch.matmul(layers[l][1].T, P), (torch.matmul(layers[l][0].T, P) if l else None)
+
+        return state_next, _stack_propagation(convention, L, H, up, down)
 
     return linearise, L * H
 
