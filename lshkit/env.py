@@ -38,10 +38,13 @@ def quiet() -> bool:
     return ci or "PYTEST_VERSION" in os.environ or "PYTEST_CURRENT_TEST" in os.environ
 
 
-def auto_progress() -> bool:
-    """Progress bars by default: off wherever :func:`quiet` says (CI, pytest and nbval, which
-    compares stderr) and in notebooks run headless (papermill); on in a terminal or in a
-    notebook open in JupyterLab."""
+def auto_progress(progress: bool | None = None) -> bool:
+    """Whether progress bars show: ``progress`` itself when given, else the default: off wherever
+    :func:`quiet` says (CI, pytest and nbval, which compares stderr) and in notebooks run headless
+    (papermill); on in a terminal or in a notebook open in JupyterLab. Every ``progress=None``
+    argument in the kit is resolved here."""
+    if progress is not None:
+        return bool(progress)
     if quiet():
         return False
     if sys.stderr is not None and sys.stderr.isatty():

@@ -49,3 +49,13 @@ PRESETS = {
                                experts=3, dropouts=(0.0, 0.1, 0.1, 0.1), weight_drop=0.1, latent_dropout=0.1,
                                tied=True, lr=5.0, batch_size=5, bptt=35, epochs=6),
 }
+
+
+def resolve_scale(scale: str, budget: str, device) -> str:
+    """The preset a scale name means for a run: the smoke budget always trains at ``smoke``;
+    ``"auto"`` is ``paper`` on CUDA and ``cpu`` elsewhere; any other name is itself."""
+    if budget == "smoke":
+        return "smoke"
+    if scale == "auto":
+        return "paper" if str(device).startswith("cuda") else "cpu"
+    return scale

@@ -19,6 +19,7 @@ import pandas as pd
 from .checks import check_choice, check_number, list_of
 from .env import auto_progress, quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
+from .presets import resolve_scale
 from .stats import VERDICTS
 from .vocab import BUDGETS, NOTEBOOK_SCALES, SOURCES
 
@@ -193,15 +194,11 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
 
     if "source" in extras and params["source"] == "atlas":
         effective = "atlas"
-    elif p["budget"] == "smoke":
-        effective = "smoke"
-    elif p["scale"] == "auto":
-        effective = "paper" if device.startswith("cuda") else "cpu"
     else:
-        effective = p["scale"]
+        effective = resolve_scale(p["scale"], p["budget"], device)
     results_dir = str(project_path(_redirected(p["results_dir"], "results")))
     run_dir = Path(results_dir) / experiment / f"{p['budget']}-{effective}-seed{p['seed']}"
-    progress = auto_progress() if p["progress"] is None else p["progress"]
+    progress = auto_progress(p["progress"])
     return NotebookParams(experiment, p["budget"], p["scale"], effective, p["seed"], device,
                           p["storage"], results_dir, progress, run_dir, {n: params[n] for n in extras})
 

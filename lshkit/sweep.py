@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lshkit.io import read_json, write_csv
-from lshkit.env import quiet, resolve_device
+from lshkit.env import auto_progress, resolve_device
 from lshkit.search import SearchConfig, run_search
 from lshkit.search.config import ls_space_defaults, unread_dropped
 from lshkit.storage import default_storage_url
@@ -175,7 +175,7 @@ def run_sweep(base: SearchConfig, grid: dict, *, repeats: int = 1, out, storage:
     out = Path(out)
     storage = storage or default_storage_url(out)
     reference_dir = Path(reference_dir) if reference_dir is not None else out / "reference"
-    show = (not quiet()) if progress is None else progress
+    show = auto_progress(progress)
     rows = []
     for combination, r, name, config, resolved in tqdm(jobs, desc="sweep", unit="search", disable=not show):
         summary = _finished(out / name / "summary.json", resolved)

@@ -306,7 +306,7 @@ class Trainer:
             raise ValueError(f"corpus {corpus.name!r} does not match TrainConfig.dataset {cfg.dataset!r}")
         self.cfg, self.sparse, self.corpus = cfg, sparse, corpus
         self.device = torch.device(device)
-        self.progress = auto_progress() if progress is None else bool(progress)
+        self.progress = auto_progress(progress)
 
         self.train_data = batchify(corpus.train, cfg.batch_size).to(self.device)
         valid = corpus.valid if cfg.valid_tokens is None else corpus.valid[: cfg.valid_tokens]

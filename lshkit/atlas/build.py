@@ -253,9 +253,9 @@ def _run_jobs(work, todo: list, workers: int, data_dir, desc: str, progress: boo
     (``spawn``, so a worker's state never depends on the parent's); returns the names done."""
     from tqdm.auto import tqdm
 
-    from lshkit.train import auto_progress
+    from lshkit.env import auto_progress
 
-    progress = auto_progress() if progress is None else progress
+    progress = auto_progress(progress)
     done = []
     with tqdm(total=len(todo), desc=desc, unit="candidate", disable=not progress) as bar:
         if workers == 1:

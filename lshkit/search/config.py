@@ -11,6 +11,7 @@ from lshkit.checks import check_choice, check_int
 from lshkit.dst import SparseConfig
 from lshkit.io import JSONConfig
 from lshkit.paper import BUDGET_POOL, SPARSITY
+from lshkit.presets import resolve_scale
 from lshkit.search.samplers import SAMPLERS
 from lshkit.vocab import (DISTANCES, EMBEDDINGS, LS_CONVENTIONS, RANKINGS, REFERENCES, SEARCH_MODELS as MODELS,
                           SEARCH_SCALES as SCALES, FITS as EMBEDDING_FITS)
@@ -124,10 +125,7 @@ class SearchConfig(JSONConfig):
         """A copy with every None filled and ``scale`` resolved for ``device``, checked as a
         whole (the space's parameters, the epochs a candidate can reach)."""
         d = self.to_dict()
-        if d["budget"] == "smoke":
-            d["scale"] = "smoke"
-        elif d["scale"] == "auto":
-            d["scale"] = "paper" if str(device).startswith("cuda") else "cpu"
+        d["scale"] = resolve_scale(d["scale"], d["budget"], device)
         if d["epochs_per_round"] is None:
             d["epochs_per_round"] = 1 if d["budget"] == "smoke" else 3
         if d["pool"] is None:
