@@ -12,13 +12,18 @@ def check_choice(name: str, value, valid) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
 
 
-def check_int(name: str, value, low: int = 0, optional: bool = False) -> None:
-    """``value`` must be an integer >= ``low`` (or None where ``optional``)."""
+def check_int(name: str, value, low: int = 0, optional: bool = False, *, high: int | None = None,
+              why: str = "") -> None:
+    """``value`` must be an integer in [``low``, ``high``] (no upper end when ``high`` is None),
+    or None where ``optional``. A bool is not an integer here. ``why`` ends the message (what the
+    number counts, or the paper's value)."""
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{name}={value!r} is not valid; it must be {what}" + (" or None" if optional else ""))
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        what = (f"an integer in [{low}, {high}]" if high is not None else "a non-negative integer" if low == 0
+                else "a positive integer" if low == 1 else f"an integer >= {low}")
+        raise ValueError(f"{name}={value!r} is not valid; it must be {what}" + (" or None" if optional else "")
+                         + (f" {why}" if why else ""))
 
 
 def check_positive_int(name: str, value) -> None:

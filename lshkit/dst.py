@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lshkit.checks import check_choice, check_int, check_number
 from lshkit.io import JSONConfig
 
 SPARSE_INITS = ("uniform", "ER")
@@ -30,10 +31,6 @@ DECAYS = ("cosine", "constant")
 # The threshold death keeps its τ while the count it removes stays within this
 # relative band around the expected count (the Selfish-RNN code's tolerance).
 THRESHOLD_TOLERANCE = 0.02
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 @dataclass
@@ -61,20 +58,12 @@ class SparseConfig(JSONConfig):
         for name, valid in (("sparse_init", SPARSE_INITS), ("death", DEATH_MODES),
                             ("growth", GROWTH_MODES), ("redistribution", REDISTRIBUTION_MODES),
                             ("decay", DECAYS)):
-            value = getattr(self, name)
-            if value not in valid:
-                raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
-        if not _is_real(self.density) or not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density={self.density!r} is not valid; it must be a number in (0, 1]")
+            check_choice(name, getattr(self, name), valid)
+        check_number("density", self.density, low=0, high=1, low_open=True)
         for name in ("death_rate", "death_rate_final"):
-            value = getattr(self, name)
-            if not _is_real(value) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}={value!r} is not valid; it must be a number in [0, 1]")
-        if self.update_every is not None and (
-                not isinstance(self.update_every, int) or isinstance(self.update_every, bool)
-                or self.update_every < 1):
-            raise ValueError(f"update_every={self.update_every!r} is not valid; use None "
-                             "(once per epoch) or a positive int (every N optimiser steps)")
+            check_number(name, getattr(self, name), low=0, high=1)
+        check_int("update_every", self.update_every, low=1, optional=True,
+                  why="(None: once per epoch; N: every N optimiser steps)")
 
 
 def _death_count(rate: float, n: int) -> int:
@@ -182,9 +171,7 @@ class DynamicSparsity:
     def __init__(self, model: nn.Module, config: SparseConfig, total_updates: int, seed: int = 0):
         if not isinstance(config, SparseConfig):
             raise TypeError(f"config must be a SparseConfig, got {type(config).__name__}")
-        if not isinstance(total_updates, int) or isinstance(total_updates, bool) or total_updates < 1:
-            raise ValueError(f"total_updates={total_updates!r} is not valid; it must be a positive "
-                             "int (the number of prune/regrow cycles the schedule spans)")
+        check_int("total_updates", total_updates, low=1, why="(the prune/regrow cycles the schedule spans)")
         self.params = {n: p for n, p in model.named_parameters() if p.dim() >= 2}
         if not self.params:
             raise ValueError("the model has no weight with dim >= 2 to mask")
@@ -444,12 +431,9 @@ class SNTASGD(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0, nonmono: int = 5):
-        if not _is_real(lr) or lr < 0:
-            raise ValueError(f"lr={lr!r} is not valid; it must be a number >= 0")
-        if not _is_real(weight_decay) or weight_decay < 0:
-            raise ValueError(f"weight_decay={weight_decay!r} is not valid; it must be a number >= 0")
-        if not isinstance(nonmono, int) or isinstance(nonmono, bool) or nonmono < 1:
-            raise ValueError(f"nonmono={nonmono!r} is not valid; it must be a positive int (paper: 5)")
+        check_number("lr", lr, low=0)
+        check_number("weight_decay", weight_decay, low=0)
+        check_int("nonmono", nonmono, low=1, why="(paper: 5)")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.nonmono = nonmono
         self.state[_NT] = {"val_losses": [], "averaging": False, "steps": 0}

@@ -40,6 +40,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from lshkit.checks import check_int
 from lshkit.env import small_matrix_blas
 from lshkit.vocab import DISTANCES, EMBEDDINGS, FITS, REFERENCES
 
@@ -103,8 +104,7 @@ class LSEmbedding(TransformerMixin, BaseEstimator):
 
     def _validate(self, X) -> np.ndarray:
         _check_choice("embedding method", self.method, EMBEDDINGS)
-        if not (isinstance(self.n_components, int) and self.n_components >= 1):
-            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}")
+        check_int("n_components", self.n_components, low=1)
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be a non-empty [n_points, N] matrix, got shape {X.shape}")

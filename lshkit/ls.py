@@ -28,7 +28,7 @@ import time
 import torch
 from torch import nn
 
-from .checks import check_choice
+from .checks import check_choice, check_int
 from .models import AWDLSTMMoS, GRULM, RHN, RNNLM, StackedLSTM
 from .vocab import LS_CONVENTIONS as CONVENTIONS
 
@@ -81,11 +81,6 @@ def _initial_basis(batch, n, k, dtype, device):
     return torch.eye(n, k, dtype=dtype, device=device).expand(batch, n, k).contiguous()
 
 
-def _check_count(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name}={value!r} is not valid; it must be an integer in [{low}, {high}]")
-
-
 def _autograd_jacobian(step):
     """``(h, x) -> (step(h, x), J [B,N,N])`` by reverse-mode autograd, vmapped over the batch."""
     def one(h, x):
@@ -127,9 +122,9 @@ def lyapunov_spectrum(step, h0, inputs, *, warmup=0, k=None, jacobian=None, dtyp
         raise ValueError(f"inputs must be a [T, B, D] tensor with B = {h0.size(0)} (h0's batch), "
                          f"got {getattr(inputs, 'shape', type(inputs))}")
     batch, n = h0.shape
-    _check_count("warmup", warmup, 0, inputs.size(0) - 1)
+    check_int("warmup", warmup, 0, high=inputs.size(0) - 1)
     k = n if k is None else k
-    _check_count("k", k, 1, n)
+    check_int("k", k, 1, high=n)
     dtype = h0.dtype if dtype is None else dtype
     check_choice("dtype", dtype, _DTYPES)
     h = h0.to(dtype)
@@ -519,12 +514,12 @@ def model_spectrum(model: nn.Module, tokens: torch.Tensor, *, convention: str = 
     T, K = tokens.shape
     warmup = (PAPER_WARMUP if paper else 0) if warmup is None else warmup
     # "paper" replays the warm-up inputs, so all T may be used for it; "full" needs a step left.
-    _check_count("warmup", warmup, 0, T if paper else T - 1)
+    check_int("warmup", warmup, 0, high=T if paper else T - 1)
     stable_warmup = (not paper) if stable_warmup is None else stable_warmup
     check_choice("stable_warmup", stable_warmup, (True, False))
     linearise, n = tangent_map(model, convention, dtype)
     k = n if k is None else k
-    _check_count("k", k, 1, n)
+    check_int("k", k, 1, high=n)
     dtype = _resolve_dtype(model, dtype)
 
     start = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checks import check_choice, check_number, list_of
+from .checks import check_choice, check_int, check_number, list_of
 from .env import auto_progress, quiet, resolve_device
 from .io import atomic_write, read_json, write_csv, write_json
 from .presets import resolve_scale
@@ -173,8 +173,7 @@ def validate(experiment: str, *, extras: dict | None = None, **params) -> Notebo
         # Trained searches and replays would share the run directory <budget>-atlas-seed<seed>.
         raise ValueError("scale='atlas' with source='train' is not valid: the atlas scale is what "
                          "source='atlas' replays; train at one of ['auto', 'cpu', 'paper']")
-    if isinstance(p["seed"], bool) or not isinstance(p["seed"], int) or p["seed"] < 0:
-        raise ValueError(f"seed={p['seed']!r} is not valid; it must be a non-negative integer")
+    check_int("seed", p["seed"])
     device = str(resolve_device(p["device"]))
     if p["storage"] is not None:
         from .storage import storage_kind

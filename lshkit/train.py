@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lshkit import models
-from lshkit.checks import check_choice, check_number, check_positive_int
+from lshkit.checks import check_choice, check_int, check_number, check_positive_int
 from lshkit.data import batchify, get_batch, n_batches
 from lshkit.dst import DynamicSparsity, SNTASGD, SparseConfig
 from lshkit.env import auto_progress, small_model_threads
@@ -100,8 +100,7 @@ class TrainConfig(JSONConfig):
         check_number("TrainConfig.lr", self.lr, low=0, low_open=True)
         check_number("TrainConfig.weight_decay", self.weight_decay, low=0)
         check_number("TrainConfig.clip", self.clip, low=0, low_open=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be an integer >= 0; got {self.seed!r}")
+        check_int("TrainConfig.seed", self.seed)
         if self.model == "rhn":
             if self.num_layers != 1:
                 raise ValueError("TrainConfig.num_layers must be 1 for model 'rhn' (its recurrence "
@@ -490,8 +489,7 @@ class Trainer:
         :meth:`train_epoch`) and, when ``checkpoint`` is a path, saving there
         atomically after every epoch. A fresh trainer (epoch 0) whose
         ``checkpoint`` exists loads it first and continues. Returns ``history``."""
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be an integer >= 0; got {epochs!r}")
+        check_int("epochs", epochs)
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             if self.epoch == 0 and checkpoint.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lshkit.checks import check_choice, check_number, check_positive_int
+from lshkit.checks import check_choice, check_int, check_number, check_positive_int
 from lshkit.io import JSONConfig, read_json, write_json
 from lshkit.vocab import LS_CONVENTIONS
 
@@ -66,10 +66,10 @@ class AtlasSpec(JSONConfig):
             check_number("AtlasSpec.death_rates entry", rate, low=0, high=1)
         for name in ("seed", "replicates"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"AtlasSpec.{name}={value!r} is not valid; it must be an integer >= 0")
+            check_int(f"AtlasSpec.{name}", value)
         for s in self.replicate_seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0 or s == self.seed:
+            check_int("AtlasSpec.replicate_seeds entry", s)
+            if s == self.seed:
                 raise ValueError(f"AtlasSpec.replicate_seeds entry {s!r} is not valid; each must be an "
                                  f"integer >= 0 other than seed={self.seed}")
         if self.variants_per_rate is not None:
