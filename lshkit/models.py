@@ -94,8 +94,7 @@ class _LanguageModel(nn.Module):
             raise ValueError(f"dropouts must be four probabilities in [0, 1) "
                              f"(word, embedding, hidden, output), got {dropouts!r}")
         for name, value in (("vocab_size", vocab_size), ("emb_size", emb_size), ("hidden size", out_size)):
-            if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         self.vocab_size = vocab_size
         self.dropout_word, self.dropout_emb, self.dropout_hidden, self.dropout_out = dropouts
         self.encoder = nn.Embedding(vocab_size, emb_size)
